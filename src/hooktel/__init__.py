@@ -1,0 +1,37 @@
+"""hooktel: zero-cost lifecycle telemetry hooks for Python HTTP servers.
+
+Servers call `native_hooks()` at each request's lifecycle points and get
+`None` when no instrument is attached; instruments `attach()` to receive
+OpenTelemetry-convention attributes. Importing this package imports nothing
+outside the standard library.
+"""
+
+from __future__ import annotations
+
+from ._instrument import Attributes, Instrument, InstrumentInfo, InstrumentKind
+from ._registry import (
+    Hooks,
+    InstrumentRef,
+    attach,
+    detach,
+    instruments,
+    is_enabled_for,
+    native_hooks,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attributes",
+    "Hooks",
+    "Instrument",
+    "InstrumentInfo",
+    "InstrumentKind",
+    "InstrumentRef",
+    "__version__",
+    "attach",
+    "detach",
+    "instruments",
+    "is_enabled_for",
+    "native_hooks",
+]

@@ -1,0 +1,61 @@
+"""Header names and values: token syntax, redaction of secrets, size caps."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+MAX_HEADER_VALUE = 8 * 1024
+MAX_URL = 64 * 1024
+MAX_MESSAGE = 4 * 1024
+MAX_STACKTRACE = 16 * 1024
+REDACTED = "REDACTED"
+
+# RFC 9110 section 5.6.2: token = 1*tchar
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_SENSITIVE_NAMES = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+_SENSITIVE_PARTS = ("api-key", "token", "session", "secret", "password", "csrf")
+
+
+def is_token(name: str) -> bool:
+    """True when `name` is a valid HTTP field name."""
+    return _TOKEN.fullmatch(name) is not None
+
+
+def is_sensitive(name: str) -> bool:
+    """True for headers whose values are never reported, whoever asks to capture them."""
+    name = name.lower()
+    return name in _SENSITIVE_NAMES or any(part in name for part in _SENSITIVE_PARTS)
+
+
+def cap(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit]
+
+
+class HeaderCapture:
+    """Which headers to copy into attributes, decided once per set of instruments.
+
+    Maps each lowercased name to its attribute key, or to None when its value
+    must be redacted.
+    """
+
+    __slots__ = ("keys", "names", "redacted")
+
+    def __init__(self, prefix: str, names: Iterable[str]) -> None:
+        self.names = tuple(names)
+        self.keys = {name: prefix + name for name in self.names}
+        self.redacted = frozenset(name for name in self.names if is_sensitive(name))
+
+    def __bool__(self) -> bool:
+        return bool(self.names)
+
+    def collect(self, headers: Iterable[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
+        """Attributes for the captured headers among `(lowercase name, value)` pairs."""
+        keys = self.keys
+        found: dict[str, list[str]] = {}
+        for name, value in headers:
+            if name in keys:
+                found.setdefault(name, []).append(
+                    REDACTED if name in self.redacted else cap(value, MAX_HEADER_VALUE)
+                )
+        return {keys[name]: tuple(values) for name, values in found.items()}

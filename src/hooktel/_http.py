@@ -1,0 +1,227 @@
+"""What every HTTP server hook point shares: start attributes and the lifecycle.
+
+A server module translates its own request into `begin_http(...)` arguments
+and then reports to the returned `HttpOperation`; the operation enforces the
+per-request contract (start, at most one inject, exactly one end or error).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ._headers import MAX_HEADER_VALUE, MAX_MESSAGE, MAX_STACKTRACE, MAX_URL, cap
+from ._instrument import Attributes
+from ._registry import Hooks
+from ._traceparent import parse_traceparent
+
+KNOWN_METHODS = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"}
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+CLIENT_DISCONNECTED = "ClientDisconnected"
+
+HeaderPairs = Sequence[tuple[str, str]]
+"""(lowercase name, value) pairs, in the order they arrived."""
+
+
+def begin_http(
+    hooks: Hooks,
+    *,
+    method: str,
+    scheme: str,
+    path: str,
+    query: str,
+    headers: HeaderPairs,
+    server: tuple[str, int] | None,
+    client: tuple[str, int] | None,
+    protocol: str,
+) -> HttpOperation:
+    """Start an operation: build the start attributes and notify the instruments."""
+    op = HttpOperation(hooks)
+    attrs: Attributes = {"operation.id": op.id, "operation.timestamp": time.time_ns()}
+    if method in KNOWN_METHODS:
+        attrs["http.request.method"] = method
+    else:
+        attrs["http.request.method"] = "_OTHER"
+        if method:
+            attrs["http.request.method_original"] = cap(method, MAX_HEADER_VALUE)
+    attrs["url.scheme"] = scheme
+    attrs["url.path"] = cap(path, MAX_URL)
+    if query:
+        attrs["url.query"] = cap(query, MAX_URL)
+
+    host, traceparents, tracestates = _scan_headers(headers, attrs)
+    address = _split_host(host, scheme) if host else None
+    if address is None:
+        address = server
+    if address is not None:
+        attrs["server.address"], attrs["server.port"] = address
+    authority = host if host and address is not None else _authority(server)
+    target = f"{path}?{query}" if query else path
+    attrs["url.full"] = cap(f"{scheme}://{authority}{target}", MAX_URL)
+    if client is not None:
+        attrs["client.address"], attrs["client.port"] = client
+    if protocol:
+        attrs["network.protocol.version"] = protocol
+    if len(traceparents) == 1:
+        _add_parent(attrs, traceparents[0], tracestates)
+    if hooks.request_capture:
+        attrs.update(hooks.request_capture.collect(headers))
+    hooks.notify_start(op.id, attrs)
+    return op
+
+
+def _scan_headers(
+    headers: HeaderPairs, attrs: Attributes
+) -> tuple[str | None, list[str], list[str]]:
+    """One pass over the request headers: attributes, Host and trace context lines."""
+    host = None
+    traceparents: list[str] = []
+    tracestates: list[str] = []
+    for name, value in headers:
+        if name == "host":
+            host = value
+        elif name == "user-agent":
+            attrs["user_agent.original"] = cap(value, MAX_HEADER_VALUE)
+        elif name == "content-length":
+            if value.isdigit():
+                attrs["http.request.body.size"] = int(value)
+        elif name == "traceparent":
+            traceparents.append(value)
+        elif name == "tracestate":
+            tracestates.append(value)
+    return host, traceparents, tracestates
+
+
+def _add_parent(attrs: Attributes, traceparent: str, tracestates: list[str]) -> None:
+    parent = parse_traceparent(traceparent)
+    if parent is not None:
+        attrs["trace.parent.trace_id"] = parent.trace_id
+        attrs["trace.parent.span_id"] = parent.span_id
+        attrs["trace.parent.trace_flags"] = parent.trace_flags
+        if tracestates:  # several lines are one list, in order (W3C Trace Context 3.3.1.1)
+            attrs["trace.parent.trace_state"] = cap(",".join(tracestates), MAX_HEADER_VALUE)
+
+
+def _split_host(host: str, scheme: str) -> tuple[str, int] | None:
+    """`(address, port)` from a Host header, IPv6 literals included; None if malformed."""
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            return None
+        address, rest = host[1:end], host[end + 1 :]
+        if rest and not rest.startswith(":"):
+            return None
+        port_text = rest[1:]
+    else:
+        address, _, port_text = host.partition(":")
+    if not address:
+        return None
+    if not port_text:
+        port = _DEFAULT_PORTS.get(scheme)
+        return (address, port) if port is not None else None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        return None
+    return address, int(port_text)
+
+
+def _authority(server: tuple[str, int] | None) -> str:
+    if server is None:
+        return "localhost"
+    address, port = server
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+class HttpOperation:
+    """One request's telemetry state; the only place its lifecycle is enforced."""
+
+    __slots__ = (
+        "_began",
+        "_injected",
+        "body_size",
+        "done",
+        "hooks",
+        "id",
+        "response_headers",
+        "route",
+        "status_code",
+    )
+
+    def __init__(self, hooks: Hooks) -> None:
+        self.hooks = hooks
+        self.id = hooks.generate_id()
+        self._began = time.monotonic_ns()
+        self._injected = False
+        self.done = False
+        self.status_code = 0
+        self.body_size = 0
+        self.route: str | None = None
+        self.response_headers: dict[str, tuple[str, ...]] | None = None
+
+    def inject(self) -> dict[str, str]:
+        """Headers to add to the response; asks the instruments once, then never again."""
+        if self._injected or self.done:
+            return {}
+        self._injected = True
+        return self.hooks.notify_inject(self.id)
+
+    def respond(self, status_code: int, headers: HeaderPairs) -> None:
+        """Record the response status and the captured response headers."""
+        self.status_code = status_code
+        if self.hooks.response_capture:
+            self.response_headers = self.hooks.response_capture.collect(headers)
+
+    def end(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        attrs: Attributes = {
+            "operation.id": self.id,
+            "operation.duration": time.monotonic_ns() - self._began,
+            "http.response.body.size": self.body_size,
+        }
+        if self.status_code:
+            attrs["http.response.status_code"] = self.status_code
+        if self.response_headers:
+            attrs.update(self.response_headers)
+        if self.route:
+            attrs["http.route"] = self.route
+        self.hooks.notify_end(self.id, attrs)
+
+    def fail(self, error_type: str, message: str, exc: BaseException | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        attrs: Attributes = {
+            "operation.id": self.id,
+            "operation.duration": time.monotonic_ns() - self._began,
+            "error.type": error_type,
+            "error.message": cap(message, MAX_MESSAGE),
+        }
+        if exc is not None:
+            stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            attrs["exception.stacktrace"] = stack[-MAX_STACKTRACE:]
+        if self.status_code:
+            attrs["http.response.status_code"] = self.status_code
+        if self.route:
+            attrs["http.route"] = self.route
+        self.hooks.notify_error(self.id, attrs)
+
+    def fail_with(self, exc: BaseException, client_gone: bool = False) -> None:
+        """Report `exc`; as `ClientDisconnected` when it came from writing to a gone client."""
+        error_type = CLIENT_DISCONNECTED if client_gone else type(exc).__qualname__
+        self.fail(error_type, str(exc) or type(exc).__name__, exc)
+
+
+def header_pairs(raw: Iterable[tuple[Any, Any]]) -> list[tuple[str, str]]:
+    """Lowercased `str` pairs from `str` or `bytes` header pairs."""
+    return [
+        (
+            (k.decode("latin-1") if isinstance(k, bytes) else str(k)).lower(),
+            v.decode("latin-1") if isinstance(v, bytes) else str(v),
+        )
+        for k, v in raw
+    ]

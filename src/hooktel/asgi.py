@@ -1,0 +1,113 @@
+"""Hook points for any ASGI 3 application (uvicorn, hypercorn, granian, ...).
+
+Wrap the app: `app = TelemetryMiddleware(app)`. With nothing attached the
+middleware checks the registry once and awaits the app as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from ._http import CLIENT_DISCONNECTED, begin_http, header_pairs
+from ._registry import HOOKS_BY_KIND, Hooks
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_HTTP = 1  # InstrumentKind.HTTP, as a constant index into HOOKS_BY_KIND
+
+
+class TelemetryMiddleware:
+    """Reports each `http` request of the wrapped app to the attached HTTP instruments."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hooks = HOOKS_BY_KIND[_HTTP]
+        if hooks is None or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await _Request(hooks, scope, receive, send).run(self.app)
+
+
+class _Request:
+    """One request's wrapped `receive`/`send` and its operation."""
+
+    __slots__ = ("_receive", "_send", "op", "scope")
+
+    def __init__(self, hooks: Hooks, scope: Scope, receive: Receive, send: Send) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        server = scope.get("server")
+        client = scope.get("client")
+        raw_path = scope.get("raw_path")
+        self.op = begin_http(
+            hooks,
+            method=scope["method"],
+            scheme=scope.get("scheme", "http"),
+            path=raw_path.decode("latin-1") if raw_path else scope["path"],
+            query=scope.get("query_string", b"").decode("latin-1"),
+            headers=header_pairs(scope["headers"]),
+            server=(server[0], server[1]) if server and server[1] is not None else None,
+            client=(client[0], client[1]) if client else None,
+            protocol=scope.get("http_version", ""),
+        )
+
+    async def run(self, app: ASGIApp) -> None:
+        op = self.op
+        try:
+            await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            self._note_route()
+            op.fail_with(exc)
+            raise
+        if not op.done:
+            self._note_route()
+            op.fail("RuntimeError", "ASGI app returned without completing the response")
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect" and not self.op.done:
+            self._note_route()
+            self.op.fail(
+                CLIENT_DISCONNECTED, "client disconnected before the response was complete"
+            )
+        return message
+
+    async def send(self, message: Message) -> None:
+        op = self.op
+        kind = message["type"]
+        if kind == "http.response.start":
+            message = self._start_response(message)
+        elif kind == "http.response.body":
+            op.body_size += len(message.get("body", b""))
+        try:
+            await self._send(message)
+        except OSError as exc:
+            op.fail_with(exc, client_gone=True)
+            raise
+        if kind == "http.response.body" and not message.get("more_body", False):
+            self._note_route()
+            op.end()
+
+    def _start_response(self, message: Message) -> Message:
+        op = self.op
+        headers = message.get("headers", ())
+        op.respond(message["status"], header_pairs(headers) if op.hooks.response_capture else ())
+        injected = op.inject()
+        if not injected:
+            return message
+        extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in injected.items()]
+        return {**message, "headers": [*headers, *extra]}
+
+    def _note_route(self) -> None:
+        route = self.scope.get("route")  # set by Starlette/FastAPI routing
+        path = getattr(route, "path", None)
+        if isinstance(path, str):
+            self.op.route = path

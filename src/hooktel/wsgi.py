@@ -1,0 +1,175 @@
+"""Hook points for any PEP 3333 application (gunicorn, waitress, uWSGI, ...).
+
+Wrap the app: `app = TelemetryMiddleware(app)`. The operation ends when the
+server closes the response iterable, which PEP 3333 guarantees it does once
+the last byte is written (or the client is gone), not when the app returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+from ._http import CLIENT_DISCONNECTED, begin_http, header_pairs
+from ._registry import HOOKS_BY_KIND, Hooks
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+Environ = dict[str, Any]
+Write = Callable[[bytes], object]
+StartResponse = Callable[..., Write]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+_HTTP = 1  # InstrumentKind.HTTP, as a constant index into HOOKS_BY_KIND
+
+
+class TelemetryMiddleware:
+    """Reports each request of the wrapped app to the attached HTTP instruments."""
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        hooks = HOOKS_BY_KIND[_HTTP]
+        if hooks is None:
+            return self.app(environ, start_response)
+        return _Request(hooks, environ, start_response).run(self.app)
+
+
+def _environ_headers(environ: Environ) -> list[tuple[str, str]]:
+    pairs = [
+        (key[5:].replace("_", "-").lower(), value)
+        for key, value in environ.items()
+        if key.startswith("HTTP_")
+    ]
+    for key, name in (("CONTENT_TYPE", "content-type"), ("CONTENT_LENGTH", "content-length")):
+        if environ.get(key):
+            pairs.append((name, environ[key]))
+    return pairs
+
+
+def _path(environ: Environ) -> str:
+    """The path as sent (gunicorn's RAW_URI, waitress' and uWSGI's REQUEST_URI), else decoded."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
+    if raw.startswith("/"):
+        return str(raw.partition("?")[0])
+    return str(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")) or "/"
+
+
+def _peer(environ: Environ, host: str, port: str) -> tuple[str, int] | None:
+    address, number = environ.get(host), str(environ.get(port, ""))
+    return (address, int(number)) if address and number.isdigit() else None
+
+
+class _Request:
+    """One request's wrapped `start_response`, `write` and response iterable."""
+
+    __slots__ = ("_injected", "_start_response", "_write", "environ", "op")
+
+    def __init__(self, hooks: Hooks, environ: Environ, start_response: StartResponse) -> None:
+        self.environ = environ
+        self._start_response = start_response
+        self._write: Write | None = None
+        self._injected: list[tuple[str, str]] | None = None
+        query = environ.get("QUERY_STRING", "")
+        self.op = begin_http(
+            hooks,
+            method=environ.get("REQUEST_METHOD", "GET"),
+            scheme=environ.get("wsgi.url_scheme", "http"),
+            path=_path(environ),
+            query=query,
+            headers=_environ_headers(environ),
+            server=_peer(environ, "SERVER_NAME", "SERVER_PORT"),
+            client=_peer(environ, "REMOTE_ADDR", "REMOTE_PORT"),
+            protocol=environ.get("SERVER_PROTOCOL", "").removeprefix("HTTP/"),
+        )
+
+    def run(self, app: WSGIApp) -> Iterable[bytes]:
+        try:
+            return _Response(app(self.environ, self.start_response), self)
+        except BaseException as exc:
+            self.note_route()
+            self.op.fail_with(exc)
+            raise
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Write:
+        op = self.op
+        code = status[:3]
+        op.respond(
+            int(code) if code.isdigit() else 0,
+            header_pairs(headers) if op.hooks.response_capture else (),
+        )
+        if self._injected is None:  # a second call (with exc_info) reuses the first answer
+            self._injected = list(op.inject().items())
+        if self._injected:
+            headers = [*headers, *self._injected]
+        if exc_info is None:
+            self._write = self._start_response(status, headers)
+        else:
+            self._write = self._start_response(status, headers, exc_info)
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        assert self._write is not None, "write() called before start_response()"
+        try:
+            self._write(data)
+        except OSError as exc:
+            self.op.fail_with(exc, client_gone=True)
+            raise
+        self.op.body_size += len(data)
+
+    def note_route(self) -> None:
+        request = self.environ.get("werkzeug.request")  # Flask/Werkzeug keep the request here
+        rule = getattr(getattr(request, "url_rule", None), "rule", None)
+        if isinstance(rule, str):
+            self.op.route = rule
+
+
+class _Response:
+    """Wraps the app's iterable: counts bytes, and reports the end from `close()`."""
+
+    __slots__ = ("_exhausted", "_iterable", "_iterator", "_request")
+
+    def __init__(self, iterable: Iterable[bytes], request: _Request) -> None:
+        self._iterable = iterable
+        self._iterator: Iterator[bytes] | None = None
+        self._request = request
+        self._exhausted = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._iterator = iter(self._iterable)
+        return self
+
+    def __next__(self) -> bytes:
+        assert self._iterator is not None
+        try:
+            chunk = next(self._iterator)
+        except StopIteration:
+            self._exhausted = True
+            raise
+        except BaseException as exc:
+            self._request.note_route()
+            self._request.op.fail_with(exc)
+            raise
+        self._request.op.body_size += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        request, op = self._request, self._request.op
+        close = getattr(self._iterable, "close", None)
+        try:
+            if close is not None:
+                close()
+        except BaseException as exc:
+            request.note_route()
+            op.fail_with(exc)
+            raise
+        finally:
+            if not op.done:
+                request.note_route()
+                if self._exhausted:
+                    op.end()
+                else:
+                    op.fail(CLIENT_DISCONNECTED, "response closed before it was fully sent")
