@@ -1,0 +1,187 @@
+"""The servers under load, and starting/stopping one server process safely.
+
+Each `Server` names an app of `apps.APPS` and the command line that serves
+it on 127.0.0.1:PORT. The variant is passed in the environment, so the same
+command serves every variant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .apps import APP_ENV, APPS, VARIANT_ENV, Interface
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    app: str  # key of apps.APPS
+    command: Callable[[int], list[str]]
+    description: str
+
+    @property
+    def interface(self) -> Interface:
+        return APPS[self.app].interface
+
+
+def _uvicorn(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "benchmarks.apps:build",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def _gunicorn(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--workers",
+        "1",
+        "--worker-class",
+        "sync",
+        "--bind",
+        f"{HOST}:{port}",
+        "--log-level",
+        "warning",
+        "benchmarks.apps:build()",
+    ]
+
+
+def _httpserver(port: int) -> list[str]:
+    return [sys.executable, "-m", "benchmarks.apps", "--port", str(port)]
+
+
+SERVERS: dict[str, Server] = {
+    s.name: s
+    for s in (
+        Server("uvicorn", "raw-asgi", _uvicorn, "uvicorn, 1 worker, raw ASGI hello app"),
+        Server("gunicorn", "raw-wsgi", _gunicorn, "gunicorn sync, 1 worker, raw WSGI hello app"),
+        Server(
+            "httpserver",
+            "http-hello",
+            _httpserver,
+            "http.server ThreadingHTTPServer, hello handler",
+        ),
+    )
+}
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def child_env(app: str, variant: str) -> dict[str, str]:
+    """The server's environment: the bench selection, and no OTEL_* configuration."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env[APP_ENV] = app
+    env[VARIANT_ENV] = variant
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@contextlib.contextmanager
+def running(server: Server, variant: str) -> Iterator[str]:
+    """Start `server` with `variant`, yield its URL once it answers; always stop it."""
+    port = free_port()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            server.command(port),
+            cwd=ROOT,
+            env=child_env(server.app, variant),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: gunicorn's worker stops too
+        )
+        try:
+            try:
+                _wait_ready(proc, port)
+            except ServerError as exc:
+                raise ServerError(f"{server.name}/{variant}: {exc}\n{_tail(log)}") from None
+            yield f"http://{HOST}:{port}/"
+            if proc.poll() is not None:
+                raise ServerError(f"{server.name}/{variant} exited during the run\n{_tail(log)}")
+        finally:
+            stop(proc)
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], port: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerError(f"exited with status {proc.returncode} before answering")
+        try:
+            conn = http.client.HTTPConnection(HOST, port, timeout=2)
+            try:
+                conn.request("GET", "/")
+                response = conn.getresponse()
+                body = response.read()
+            finally:
+                conn.close()
+            if response.status == 200 and body == b"hello":
+                return
+            raise ServerError(f"answered {response.status} {body[:100]!r}, expected 200 hello")
+        except OSError as exc:
+            last_error = exc
+            time.sleep(0.05)
+    raise ServerError(f"not answering after {START_TIMEOUT:.0f} s ({last_error})")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group, then SIGKILL it if it lingers."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, STOP_TIMEOUT)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):  # stragglers (a gunicorn worker)
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _tail(log: object, limit: int = 4000) -> str:
+    assert hasattr(log, "seek") and hasattr(log, "read")
+    log.seek(0)
+    text: str = log.read().decode("utf-8", "replace")
+    return text[-limit:]
