@@ -65,7 +65,10 @@ atexit.register(hook_errors.flush)
 
 def report_hook_error(hook: str, name: str, version: str, exc: BaseException) -> None:
     """Log that `hook` of instrument `name` raised `exc`; never raises itself."""
-    message = str(exc).replace("\n", " ")[:500]
+    try:
+        message = str(exc).replace("\r", " ").replace("\n", " ")[:500]
+    except Exception:  # an exception whose __str__ raises still gets its line
+        message = "<unprintable exception>"
     hook_errors.write(
         f"[hooktel] Error in {hook} ({name} v{version}): {type(exc).__name__}: {message}"
     )
