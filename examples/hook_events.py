@@ -61,7 +61,8 @@ def main() -> None:
     for request in requests:
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
-                print(f"# client got {response.status}, x-request-id={response.headers['x-request-id']}", file=sys.stderr)
+                request_id = response.headers["x-request-id"]
+                print(f"# client got {response.status}, x-request-id={request_id}", file=sys.stderr)
         except Exception as exc:  # /boom: http.server drops the connection
             print(f"# client got {type(exc).__name__}", file=sys.stderr)
     server.shutdown()

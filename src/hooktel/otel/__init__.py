@@ -1,0 +1,73 @@
+"""OpenTelemetry SERVER spans from hooktel's HTTP hooks.
+
+    from hooktel.otel import HttpInstrumentation
+    HttpInstrumentation().instrument(tracer_provider=provider)
+
+The only part of hooktel that imports `opentelemetry`; the hook points stay
+free of it. Also registered as the `hooktel` entry point of the
+`opentelemetry_instrumentor` group, so `opentelemetry-instrument` enables it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+    BaseInstrumentor,
+)
+
+from .. import __version__, attach, detach, httpserver
+from .._instrument import Instrument, InstrumentKind
+from .._registry import InstrumentRef
+from ._config import Config
+from ._spans import ServerSpans
+
+__all__ = ["HttpInstrumentation"]
+
+_NAME = "hooktel.otel"
+_SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
+
+
+class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
+    """Attaches to the hooktel registry (kind HTTP) and makes one SERVER span per request.
+
+    `instrument()` options: `tracer_provider`, `capture_request_headers`,
+    `capture_response_headers`, `excluded_urls`, `response_propagation`
+    (`"traceparent"`, `"traceresponse"`, `"server-timing"` or `None`),
+    `request_hook(span, attributes)` and `response_hook(span, attributes)`.
+    It also installs the `http.server` hook points; ASGI and WSGI apps are
+    wrapped in `hooktel.asgi` / `hooktel.wsgi` `TelemetryMiddleware`.
+    """
+
+    _ref: InstrumentRef | None = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ()
+
+    def _instrument(self, **kwargs: Any) -> None:
+        config = Config.from_kwargs(kwargs)
+        tracer = trace.get_tracer(
+            _NAME, __version__, kwargs.get("tracer_provider"), schema_url=_SCHEMA_URL
+        )
+        spans = ServerSpans(tracer, config, _NAME, __version__)
+        self._ref = attach(
+            Instrument(
+                kind=InstrumentKind.HTTP,
+                name=_NAME,
+                version=__version__,
+                on_operation_start=spans.on_start,
+                on_operation_inject=spans.on_inject if config.response_propagation else None,
+                on_operation_end=spans.on_end,
+                on_operation_error=spans.on_error,
+                capture_request_headers=spans.capture_request_headers,
+                capture_response_headers=config.capture_response_headers,
+            )
+        )
+        httpserver.instrument()
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        if self._ref is not None:
+            detach(self._ref)
+            self._ref = None

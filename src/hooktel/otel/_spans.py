@@ -1,0 +1,200 @@
+"""Turns the hooks of one HTTP operation into one OpenTelemetry SERVER span.
+
+Start makes the span current in the request's own context (task or thread),
+end and error restore that context, so nothing leaks into the next request
+the server runs there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from opentelemetry import context as context_api
+from opentelemetry import trace
+from opentelemetry.propagate import get_global_textmap
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from .._errors import report_hook_error
+from .._headers import REDACTED
+from .._instrument import Attributes
+from ._config import Config
+from ._parent import ParentExtractor
+
+# Keys that exist for instruments, not for spans: the span has its own ids and
+# timestamps, and url.full is a client-span attribute.
+_HOOK_ONLY = frozenset(
+    {
+        "operation.id",
+        "operation.timestamp",
+        "operation.duration",
+        "trace.parent.trace_id",
+        "trace.parent.span_id",
+        "trace.parent.trace_flags",
+        "trace.parent.trace_state",
+        "url.full",
+    }
+)
+_REQUEST_PREFIX = "http.request.header."
+_RESPONSE_PREFIX = "http.response.header."
+
+
+class _Live:
+    """One in-flight request: its span, where it started, and the context to restore."""
+
+    __slots__ = ("method", "span", "start_ns", "token")
+
+    def __init__(self, span: trace.Span, start_ns: int, token: object, method: str) -> None:
+        self.span = span
+        self.start_ns = start_ns
+        self.token = token
+        self.method = method
+
+
+class ServerSpans:
+    """The four hooks of `HttpInstrumentation`, bound to one tracer and config."""
+
+    def __init__(self, tracer: trace.Tracer, config: Config, name: str, version: str) -> None:
+        self._tracer = tracer
+        self._config = config
+        self._name = name
+        self._version = version
+        self._live: dict[int, _Live] = {}
+        self._parents = ParentExtractor(get_global_textmap)
+        extra = set(self._parents.header_names) - set(config.capture_request_headers)
+        self._skip = _HOOK_ONLY | {_REQUEST_PREFIX + name for name in extra}
+        sanitize = config.sanitize
+        self._sanitized = frozenset(
+            prefix + name
+            for prefix, names in (
+                (_REQUEST_PREFIX, config.capture_request_headers),
+                (_RESPONSE_PREFIX, config.capture_response_headers),
+            )
+            for name in names
+            if sanitize is not None and sanitize.search(name)
+        )
+
+    @property
+    def capture_request_headers(self) -> tuple[str, ...]:
+        """What the hooks must capture: the user's headers and the propagators' fields."""
+        return tuple(
+            dict.fromkeys((*self._config.capture_request_headers, *self._parents.header_names))
+        )
+
+    def on_start(self, op_id: int, attrs: Attributes) -> None:
+        excluded = self._config.excluded_urls
+        if excluded is not None and excluded.search(attrs.get("url.full", "")):
+            return
+        method = attrs.get("http.request.method", "_OTHER")
+        parent = self._parents.extract(attrs)
+        span = self._tracer.start_span(
+            "HTTP" if method == "_OTHER" else method,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=self._span_attributes(attrs.items()),
+            start_time=attrs["operation.timestamp"],
+        )
+        token = context_api.attach(trace.set_span_in_context(span, parent))
+        self._live[op_id] = _Live(span, attrs["operation.timestamp"], token, method)
+        if self._config.request_hook is not None:
+            self._run_hook("request_hook", self._config.request_hook, span, attrs)
+
+    def on_inject(self, op_id: int) -> dict[str, str] | None:
+        live = self._live.get(op_id)
+        if live is None:
+            return None
+        ctx = live.span.get_span_context()
+        if not ctx.is_valid:
+            return None
+        value = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+        mode = self._config.response_propagation
+        if mode == "traceresponse":
+            return {"traceresponse": value}
+        if mode == "server-timing":
+            return {"server-timing": f'traceparent;desc="{value}"'}
+        headers = {"traceparent": value}
+        if ctx.trace_state:
+            headers["tracestate"] = ctx.trace_state.to_header()
+        return headers
+
+    def on_end(self, op_id: int, attrs: Attributes) -> None:
+        live = self._live.pop(op_id, None)
+        if live is None:
+            return
+        try:
+            span = live.span
+            if span.is_recording():
+                span.set_attributes(self._span_attributes(attrs.items()))
+                route = attrs.get("http.route")
+                if route:
+                    span.update_name(
+                        f"{'HTTP' if live.method == '_OTHER' else live.method} {route}"
+                    )
+                status = attrs.get("http.response.status_code", 0)
+                if status >= 500:
+                    span.set_attribute("error.type", str(status))
+                    span.set_status(Status(StatusCode.ERROR))
+            self._finish(live, attrs)
+        finally:
+            _restore(live.token)
+
+    def on_error(self, op_id: int, attrs: Attributes) -> None:
+        live = self._live.pop(op_id, None)
+        if live is None:
+            return
+        try:
+            span = live.span
+            if span.is_recording():
+                span.set_attributes(
+                    self._span_attributes(
+                        (k, v)
+                        for k, v in attrs.items()
+                        if not k.startswith(("error.", "exception."))
+                    )
+                )
+                error_type = attrs.get("error.type", "_OTHER")
+                message = attrs.get("error.message", "")
+                span.set_attribute("error.type", error_type)
+                event = {"exception.type": error_type, "exception.message": message}
+                if "exception.stacktrace" in attrs:
+                    event["exception.stacktrace"] = attrs["exception.stacktrace"]
+                span.add_event("exception", event, timestamp=_end_time(live, attrs))
+                span.set_status(Status(StatusCode.ERROR, f"{error_type}: {message}"))
+            self._finish(live, attrs)
+        finally:
+            _restore(live.token)
+
+    def _finish(self, live: _Live, attrs: Attributes) -> None:
+        if self._config.response_hook is not None:
+            self._run_hook("response_hook", self._config.response_hook, live.span, attrs)
+        live.span.end(end_time=_end_time(live, attrs))
+
+    def _span_attributes(self, items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+        skip, sanitized = self._skip, self._sanitized
+        return {
+            key: ((REDACTED,) if key in sanitized else value)
+            for key, value in items
+            if key not in skip
+        }
+
+    def _run_hook(self, which: str, hook: Any, span: trace.Span, attrs: Mapping[str, Any]) -> None:
+        try:
+            hook(span, dict(attrs))
+        except Exception as exc:
+            report_hook_error(which, self._name, self._version, exc)
+
+
+def _end_time(live: _Live, attrs: Attributes) -> int:
+    return live.start_ns + int(attrs.get("operation.duration", 0))
+
+
+def _restore(token: object) -> None:
+    """Detach the request's context; quietly, if the server ended it in another context."""
+    if isinstance(token, contextvars.Token):
+        # Ended from another task or thread: that context dies with it.
+        with contextlib.suppress(ValueError):
+            token.var.reset(token)
+    else:
+        context_api.detach(token)  # type: ignore[arg-type]
