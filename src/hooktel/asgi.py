@@ -19,6 +19,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _HTTP = 1  # InstrumentKind.HTTP, as a constant index into HOOKS_BY_KIND
+ROUTE_KEY = "hooktel.route"
+"""Scope key where a framework may put the matched route template (a str)."""
+OPERATION_KEY = "hooktel.operation"
+"""Scope key marking a request already reported by an outer middleware."""
 
 
 class TelemetryMiddleware:
@@ -29,7 +33,7 @@ class TelemetryMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hooks = HOOKS_BY_KIND[_HTTP]
-        if hooks is None or scope["type"] != "http":
+        if hooks is None or scope["type"] != "http" or OPERATION_KEY in scope:
             await self.app(scope, receive, send)
             return
         await _Request(hooks, scope, receive, send).run(self.app)
@@ -58,6 +62,7 @@ class _Request:
             client=(client[0], client[1]) if client else None,
             protocol=scope.get("http_version", ""),
         )
+        scope[OPERATION_KEY] = self.op.id
 
     async def run(self, app: ASGIApp) -> None:
         op = self.op
@@ -87,14 +92,16 @@ class _Request:
             message = self._start_response(message)
         elif kind == "http.response.body":
             op.body_size += len(message.get("body", b""))
+        if kind == "http.response.body" and not message.get("more_body", False):
+            # End before the last send: the server may start the next pipelined
+            # request from inside it, and must not inherit this one's context.
+            self._note_route()
+            op.end()
         try:
             await self._send(message)
         except OSError as exc:
             op.fail_with(exc, client_gone=True)
             raise
-        if kind == "http.response.body" and not message.get("more_body", False):
-            self._note_route()
-            op.end()
 
     def _start_response(self, message: Message) -> Message:
         op = self.op
@@ -107,7 +114,7 @@ class _Request:
         return {**message, "headers": [*headers, *extra]}
 
     def _note_route(self) -> None:
-        route = self.scope.get("route")  # set by Starlette/FastAPI routing
-        path = getattr(route, "path", None)
-        if isinstance(path, str):
-            self.op.route = path
+        scope = self.scope
+        route = scope.get(ROUTE_KEY) or getattr(scope.get("route"), "path", None)  # Starlette
+        if isinstance(route, str):
+            self.op.route = route

@@ -21,6 +21,10 @@ StartResponse = Callable[..., Write]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _HTTP = 1  # InstrumentKind.HTTP, as a constant index into HOOKS_BY_KIND
+ROUTE_KEY = "hooktel.route"
+"""Environ key where a framework may put the matched route template (a str)."""
+OPERATION_KEY = "hooktel.operation"
+"""Environ key marking a request already reported by an outer middleware."""
 
 
 class TelemetryMiddleware:
@@ -31,7 +35,7 @@ class TelemetryMiddleware:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         hooks = HOOKS_BY_KIND[_HTTP]
-        if hooks is None:
+        if hooks is None or OPERATION_KEY in environ:
             return self.app(environ, start_response)
         return _Request(hooks, environ, start_response).run(self.app)
 
@@ -83,6 +87,7 @@ class _Request:
             client=_peer(environ, "REMOTE_ADDR", "REMOTE_PORT"),
             protocol=environ.get("SERVER_PROTOCOL", "").removeprefix("HTTP/"),
         )
+        environ[OPERATION_KEY] = self.op.id
 
     def run(self, app: WSGIApp) -> Iterable[bytes]:
         try:
@@ -121,10 +126,13 @@ class _Request:
         self.op.body_size += len(data)
 
     def note_route(self) -> None:
-        request = self.environ.get("werkzeug.request")  # Flask/Werkzeug keep the request here
-        rule = getattr(getattr(request, "url_rule", None), "rule", None)
-        if isinstance(rule, str):
-            self.op.route = rule
+        environ = self.environ
+        route = environ.get(ROUTE_KEY)
+        if route is None:  # Flask/Werkzeug keep the request, and its matched rule, here
+            request = environ.get("werkzeug.request")
+            route = getattr(getattr(request, "url_rule", None), "rule", None)
+        if isinstance(route, str):
+            self.op.route = route
 
 
 class _Response:

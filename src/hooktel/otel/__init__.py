@@ -18,7 +18,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
     BaseInstrumentor,
 )
 
-from .. import __version__, attach, detach, httpserver
+from .. import __version__, attach, detach, frameworks, httpserver
 from .._instrument import Instrument, InstrumentKind
 from .._registry import InstrumentRef
 from ._config import Config
@@ -37,8 +37,10 @@ class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
     `capture_response_headers`, `excluded_urls`, `response_propagation`
     (`"traceparent"`, `"traceresponse"`, `"server-timing"` or `None`),
     `request_hook(span, attributes)` and `response_hook(span, attributes)`.
-    It also installs the `http.server` hook points; ASGI and WSGI apps are
-    wrapped in `hooktel.asgi` / `hooktel.wsgi` `TelemetryMiddleware`.
+    It also installs the hook points of `http.server` and of the frameworks
+    `hooktel.frameworks` knows (Starlette/FastAPI, Flask, Django); any other
+    ASGI or WSGI app is wrapped in `hooktel.asgi` / `hooktel.wsgi`
+    `TelemetryMiddleware`.
     """
 
     _ref: InstrumentRef | None = None
@@ -66,6 +68,7 @@ class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
             )
         )
         httpserver.instrument()
+        frameworks.instrument()
 
     def _uninstrument(self, **kwargs: Any) -> None:
         if self._ref is not None:

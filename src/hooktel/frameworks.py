@@ -1,0 +1,107 @@
+"""Hook points in the frameworks people run, so no app has to be wrapped by hand.
+
+`instrument()` routes every Starlette/FastAPI, Flask and Django app through
+`hooktel.asgi` / `hooktel.wsgi` `TelemetryMiddleware`, and lets Django report
+its matched route. Frameworks that are not installed are skipped, and a
+framework is only imported here if it is installed. An app that is also
+wrapped by hand reports once: the outermost middleware wins.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from . import asgi, wsgi
+
+ROUTE_KEY = asgi.ROUTE_KEY
+_patches: list[tuple[Any, str, Any]] = []  # (owner, attribute, original), to undo
+
+
+def instrument() -> None:
+    """Install the framework hook points; calling it again does nothing."""
+    if _patches:
+        return
+    for module, patcher in (
+        ("starlette.applications", _patch_starlette),
+        ("flask.app", _patch_flask),
+        ("django.core.handlers.base", _patch_django),
+    ):
+        if importlib.util.find_spec(module.partition(".")[0]) is not None:
+            patcher(importlib.import_module(module))
+
+
+def uninstrument() -> None:
+    """Remove every framework hook point `instrument()` installed."""
+    while _patches:
+        owner, attribute, original = _patches.pop()
+        setattr(owner, attribute, original)
+
+
+def _patch(owner: Any, attribute: str, make: Callable[[Any], Any]) -> None:
+    original = getattr(owner, attribute)
+    _patches.append((owner, attribute, original))
+    setattr(owner, attribute, make(original))
+
+
+def _patch_starlette(module: Any) -> None:
+    def make(original: Any) -> Any:
+        def build_middleware_stack(self: Any) -> Any:
+            return asgi.TelemetryMiddleware(original(self))
+
+        return build_middleware_stack
+
+    _patch(module.Starlette, "build_middleware_stack", make)
+
+
+def _cached(app: Any, wrap: Callable[[Any], Any], original: Any) -> Any:
+    """The app's own wrapped entry point, made on its first request."""
+    wrapped = app.__dict__.get("_hooktel_entry")
+    if wrapped is None:
+        wrapped = app.__dict__["_hooktel_entry"] = wrap(partial(original, app))
+    return wrapped
+
+
+def _patch_flask(module: Any) -> None:
+    def make(original: Any) -> Any:
+        def __call__(self: Any, environ: Any, start_response: Any) -> Any:
+            return _cached(self, wsgi.TelemetryMiddleware, original)(environ, start_response)
+
+        return __call__
+
+    _patch(module.Flask, "__call__", make)
+
+
+def _patch_django(base: Any) -> None:
+    wsgi_handler = importlib.import_module("django.core.handlers.wsgi").WSGIHandler
+    asgi_handler = importlib.import_module("django.core.handlers.asgi").ASGIHandler
+
+    def make_wsgi(original: Any) -> Any:
+        def __call__(self: Any, environ: Any, start_response: Any) -> Any:
+            return _cached(self, wsgi.TelemetryMiddleware, original)(environ, start_response)
+
+        return __call__
+
+    def make_asgi(original: Any) -> Any:
+        async def __call__(self: Any, scope: Any, receive: Any, send: Any) -> None:
+            await _cached(self, asgi.TelemetryMiddleware, original)(scope, receive, send)
+
+        return __call__
+
+    def make_resolve(original: Any) -> Any:
+        def resolve_request(self: Any, request: Any) -> Any:
+            match = original(self, request)
+            route = getattr(match, "route", None)
+            carrier = getattr(request, "scope", None) or getattr(request, "environ", None)
+            if isinstance(route, str) and isinstance(carrier, dict):
+                carrier[ROUTE_KEY] = route
+            return match
+
+        return resolve_request
+
+    _patch(wsgi_handler, "__call__", make_wsgi)
+    _patch(asgi_handler, "__call__", make_asgi)
+    _patch(base.BaseHandler, "resolve_request", make_resolve)
