@@ -1,0 +1,312 @@
+"""Issue 3's hook-point contract as tests that any real server must pass.
+
+`ServerContract` holds the tests; each server's test file subclasses it and
+names its server (a key of `tests.support.servers.SERVERS`). The server runs
+once per test class, in a subprocess, with the instruments of
+`tests.support.recorder` attached: `primary`, `faulty`, `auxiliary`, in that
+order. Every request carries a unique `x-test-id`, which the instruments
+capture, so a test finds its own operation among everything recorded.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+
+from tests.support.apps import BOOM_MESSAGE, CHUNK, HELLO_BODY
+from tests.support.events import Operation
+from tests.support.recorder import HOOK_ERROR_MESSAGE, RAISE_HEADER, TAG_HEADER
+from tests.support.servers import Server, running_server
+
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+SPAN_ID = "b7ad6b7169203331"
+TRACEPARENT = f"00-{TRACE_ID}-{SPAN_ID}-01"
+SECRETS = {
+    "authorization": "Bearer secret-authorization",
+    "proxy-authorization": "Basic secret-proxy",
+    "cookie": "session=secret-cookie",
+    "x-api-key": "secret-api-key",
+    "x-csrf-token": "secret-csrf",
+}
+
+Headers = Sequence[tuple[str, str]]
+
+
+def new_tag() -> str:
+    return uuid.uuid4().hex
+
+
+def send(
+    server: Server,
+    target: str = "/hello",
+    *,
+    method: str = "GET",
+    headers: Headers = (),
+    content: bytes | None = None,
+) -> tuple[httpx.Response, Operation]:
+    """Send one tagged request with httpx; return the response and its finished operation."""
+    tag = new_tag()
+    with httpx.Client(timeout=5.0) as client:
+        response = client.request(
+            method,
+            server.url(target),
+            headers=[(TAG_HEADER, tag), *headers],
+            content=content,
+        )
+    return response, server.events.operation(tag)
+
+
+def read_until_first_chunk(sock: socket.socket) -> bytes:
+    """Read the response head and at least one chunk of its body."""
+    received = b""
+    while CHUNK not in received.partition(b"\r\n\r\n")[2]:
+        data = sock.recv(65536)
+        assert data, f"server closed before the first chunk: {received!r}"
+        received += data
+    return received
+
+
+class ServerContract:
+    """The tests; a subclass sets `server_name` and how the server answers an app error."""
+
+    server_name: ClassVar[str]
+    # The status the server answers when the app raises; None: it drops the connection.
+    app_error_status: ClassVar[int | None] = 500
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def server(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+        workdir = tmp_path_factory.mktemp(cls.server_name)
+        with running_server(cls.server_name, workdir) as server:
+            yield server
+
+    # ------------------------------------------------------------ attributes
+
+    def test_start_and_end_attributes(self, server: Server) -> None:
+        tag, body = new_tag(), b"x" * 123
+        target = "/hello/a%20b?name=world&x=1"
+        before = time.time_ns()
+        with (
+            httpx.Client(timeout=5.0) as client,
+            client.stream(
+                "POST",
+                server.url(target),
+                content=body,
+                headers={TAG_HEADER: tag, "user-agent": "hooktel-tests/1.0"},
+            ) as response,
+        ):
+            client_addr = response.extensions["network_stream"].get_extra_info("client_addr")
+            response.read()
+        after = time.time_ns()
+        op = server.events.operation(tag)
+
+        assert response.status_code == 200
+        assert response.content == HELLO_BODY
+        start = op.start
+        assert start["operation.id"] == op.id
+        assert before <= start["operation.timestamp"] <= after
+        assert start["http.request.method"] == "POST"
+        assert "http.request.method_original" not in start
+        assert start["url.scheme"] == "http"
+        assert start["url.path"] == "/hello/a%20b"
+        assert start["url.query"] == "name=world&x=1"
+        assert start["url.full"] == f"http://127.0.0.1:{server.port}{target}"
+        assert start["server.address"] == "127.0.0.1"
+        assert start["server.port"] == server.port
+        assert start["client.address"] == "127.0.0.1"
+        assert start["client.port"] == client_addr[1]
+        assert start["network.protocol.version"] == "1.1"
+        assert start["user_agent.original"] == "hooktel-tests/1.0"
+        assert start["http.request.body.size"] == 123
+        assert not [key for key in start if key.startswith("trace.parent.")]
+
+        end = op.end
+        assert op.sequence() == ["start", "inject", "end"]
+        assert end["operation.id"] == op.id
+        assert 0 < end["operation.duration"] < 10**10
+        assert end["http.response.status_code"] == 200
+        assert end["http.response.body.size"] == len(HELLO_BODY)
+
+    def test_status_code_is_the_one_sent(self, server: Server) -> None:
+        response, op = send(server, "/hello?status=201")
+        assert response.status_code == 201
+        assert op.end["http.response.status_code"] == 201
+        assert "url.query" in op.start
+        response, op = send(server, "/hello")
+        assert "url.query" not in op.start  # absent, never None or ""
+        assert "http.request.body.size" not in op.start  # no Content-Length on this GET
+
+    @pytest.mark.parametrize(
+        ("host", "address", "port", "authority"),
+        [
+            ("[::1]:8080", "::1", 8080, "[::1]:8080"),
+            ("example.test:8443", "example.test", 8443, "example.test:8443"),
+            ("example.test", "example.test", 80, "example.test"),
+        ],
+    )
+    def test_server_address_from_host(
+        self, server: Server, host: str, address: str, port: int, authority: str
+    ) -> None:
+        response, op = send(server, "/hello?a=1", headers=[("host", host)])
+        assert response.status_code == 200
+        assert (op.start["server.address"], op.start["server.port"]) == (address, port)
+        assert op.start["url.full"] == f"http://{authority}/hello?a=1"
+
+    def test_unknown_method_is_other(self, server: Server) -> None:
+        response, op = send(server, method="PURGE")
+        assert response.status_code == 200
+        assert op.start["http.request.method"] == "_OTHER"
+        assert op.start["http.request.method_original"] == "PURGE"
+        assert op.end["http.response.status_code"] == 200
+
+    # ------------------------------------------------------------ trace context
+
+    @pytest.mark.parametrize(
+        ("tracestate", "expected_state"),
+        [
+            ([], None),
+            (["congo=t61rcWkgMzE"], "congo=t61rcWkgMzE"),
+            (
+                ["congo=t61rcWkgMzE", "rojo=00f067aa0ba902b7"],
+                "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7",
+            ),
+        ],
+        ids=["no-tracestate", "one-tracestate", "two-tracestate-lines"],
+    )
+    def test_valid_traceparent_gives_parent(
+        self, server: Server, tracestate: list[str], expected_state: str | None
+    ) -> None:
+        headers = [("traceparent", TRACEPARENT), *(("tracestate", s) for s in tracestate)]
+        _, op = send(server, headers=headers)
+        parent = {k: v for k, v in op.start.items() if k.startswith("trace.parent.")}
+        expected: dict[str, Any] = {
+            "trace.parent.trace_id": TRACE_ID,
+            "trace.parent.span_id": SPAN_ID,
+            "trace.parent.trace_flags": 1,
+        }
+        if expected_state is not None:
+            expected["trace.parent.trace_state"] = expected_state
+        assert parent == expected
+
+    @pytest.mark.parametrize(
+        "traceparents",
+        [
+            [TRACEPARENT.upper()],
+            [f"00-{'0' * 32}-{SPAN_ID}-01"],
+            [f"00-{TRACE_ID}-{'0' * 16}-01"],
+            [f"ff-{TRACE_ID}-{SPAN_ID}-01"],
+            [f"00-{TRACE_ID}-{SPAN_ID}-1"],
+            [TRACEPARENT + "-extra"],
+            [TRACEPARENT, TRACEPARENT],
+        ],
+        ids=["uppercase", "zero-trace", "zero-span", "version-ff", "short", "v00-extra", "twice"],
+    )
+    def test_invalid_traceparent_gives_no_parent(
+        self, server: Server, traceparents: list[str]
+    ) -> None:
+        headers = [*(("traceparent", t) for t in traceparents), ("tracestate", "congo=1")]
+        response, op = send(server, headers=headers)
+        assert response.status_code == 200
+        assert not [key for key in op.start if key.startswith("trace.parent.")]
+
+    # ------------------------------------------------------------ inject
+
+    def test_injected_headers_reach_the_client(self, server: Server) -> None:
+        response, op = send(server)
+        assert response.headers["x-hooktel-op"] == str(op.id)
+        assert response.headers.get_list("x-injected-by") == ["primary"]  # first one wins
+        assert response.headers["x-hooktel-aux"] == f"aux-{op.id}"
+        for instrument in ("primary", "auxiliary"):
+            assert op.sequence(instrument) == ["start", "inject", "end"]
+
+    # ------------------------------------------------------------ app errors
+
+    def test_app_exception_is_one_error(self, server: Server) -> None:
+        tag = new_tag()
+        with httpx.Client(timeout=5.0) as client:
+            if self.app_error_status is None:
+                with pytest.raises(httpx.RemoteProtocolError):
+                    client.get(server.url("/boom"), headers={TAG_HEADER: tag})
+            else:
+                response = client.get(server.url("/boom"), headers={TAG_HEADER: tag})
+                assert response.status_code == self.app_error_status
+        op = server.events.operation(tag)
+        for instrument in ("primary", "auxiliary"):
+            assert op.sequence(instrument)[-1] == "error"
+            assert "end" not in op.sequence(instrument)
+        error = op.error
+        assert error["operation.id"] == op.id
+        assert error["operation.duration"] > 0
+        assert error["error.type"] == "RuntimeError"
+        assert error["error.message"] == BOOM_MESSAGE
+        assert f"RuntimeError: {BOOM_MESSAGE}" in error["exception.stacktrace"]
+        assert "in boom" in error["exception.stacktrace"]
+
+    # ------------------------------------------------------------ header capture
+
+    def test_captured_and_redacted_headers(self, server: Server) -> None:
+        headers = [("x-capture-me", "captured value"), ("x-not-captured", "no"), *SECRETS.items()]
+        response, op = send(server, headers=headers)
+        assert response.status_code == 200
+        start, end = op.start, op.end
+        assert start["http.request.header.x-capture-me"] == ["captured value"]
+        for name in SECRETS:
+            assert start[f"http.request.header.{name}"] == ["REDACTED"], name
+        assert "http.request.header.x-not-captured" not in start
+        assert end["http.response.header.x-app-header"] == ["app-value"]
+        assert end["http.response.header.content-type"] == ["text/plain"]
+        assert end["http.response.header.set-cookie"] == ["REDACTED"]
+        assert "http.response.header.content-length" not in end
+        recorded = server.events.path.read_text()
+        for secret in [*SECRETS.values(), "secret-set-cookie"]:
+            assert secret not in recorded
+
+    # ------------------------------------------------------------ several instruments
+
+    def test_instruments_run_in_registration_order(self, server: Server) -> None:
+        _, op = send(server)
+        assert [(e.instrument, e.event) for e in op.events] == [
+            ("primary", "start"),
+            ("auxiliary", "start"),
+            ("primary", "inject"),
+            ("auxiliary", "inject"),
+            ("primary", "end"),
+            ("auxiliary", "end"),
+        ]
+
+    def test_raising_hook_logs_one_line_and_request_succeeds(self, server: Server) -> None:
+        offset = server.stderr_size()
+        response, op = send(server, headers=[(RAISE_HEADER, "1")])
+        assert response.status_code == 200
+        assert response.content == HELLO_BODY
+        for instrument in ("primary", "auxiliary"):  # the others still ran
+            assert op.sequence(instrument) == ["start", "inject", "end"]
+        logged = [
+            line for line in server.stderr(offset).splitlines() if line.startswith("[hooktel]")
+        ]
+        expected = f"Error in on_operation_start (faulty v9.9): RuntimeError: {HOOK_ERROR_MESSAGE}"
+        assert logged == [f"[hooktel] {expected}"]
+
+    # ------------------------------------------------------------ client gone
+
+    def test_client_disconnect_mid_response(self, server: Server) -> None:
+        tag = new_tag()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5.0) as sock:
+            sock.sendall(
+                f"GET /stream HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                f"{TAG_HEADER}: {tag}\r\n\r\n".encode()
+            )
+            head = read_until_first_chunk(sock)
+        assert head.split(b" ", 2)[1] == b"200", head
+        op = server.events.operation(tag)
+        for instrument in ("primary", "auxiliary"):
+            assert "end" not in op.sequence(instrument)
+        error = op.error
+        assert error["error.type"] == "ClientDisconnected"
+        assert error["http.response.status_code"] == 200

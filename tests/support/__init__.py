@@ -1,0 +1,1 @@
+"""Helpers shared by the server tests: apps, the recording instrument, server launchers."""

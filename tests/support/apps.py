@@ -1,0 +1,207 @@
+"""The same small app as raw ASGI, raw WSGI and an `http.server` handler.
+
+Servers load `asgi_app` / `wsgi_app` from here; `python -m tests.support.apps`
+runs a `ThreadingHTTPServer` with `Handler`. Importing this module attaches
+the recording instruments (see `recorder`) when `HOOKTEL_TEST_EVENTS` is set.
+
+Routes, the same on all three:
+- `/hello...` (any method): reads the request body, answers `?status=` (200 by
+  default) with `HELLO_BODY` written in two pieces, and the headers in
+  `HELLO_HEADERS`;
+- `/write` (WSGI only): the same answer, part of it through `write()`;
+- `/boom`: raises `RuntimeError(BOOM_MESSAGE)` before answering;
+- `/stream`: answers 200 and writes `CHUNK` every 20 ms, for up to 10 s or
+  until the client is gone (the ASGI app learns that from `receive()`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+import hooktel.httpserver
+from hooktel.asgi import TelemetryMiddleware as AsgiTelemetry
+from hooktel.wsgi import TelemetryMiddleware as WsgiTelemetry
+from tests.support.recorder import attach_from_env
+
+HELLO_PIECES = (b"hello, ", b"world\n")
+HELLO_BODY = b"".join(HELLO_PIECES)
+HELLO_HEADERS = (
+    ("Content-Type", "text/plain"),
+    ("Content-Length", str(len(HELLO_BODY))),
+    ("X-App-Header", "app-value"),
+    ("Set-Cookie", "session=secret-set-cookie"),
+)
+BOOM_MESSAGE = "app exploded"
+CHUNK = b"chunk\n"
+STREAM_SECONDS = 10.0
+CHUNK_INTERVAL = 0.02
+
+attach_from_env()
+
+
+def _status(query: str) -> int:
+    return int(parse_qs(query).get("status", ["200"])[0])
+
+
+def boom() -> None:
+    raise RuntimeError(BOOM_MESSAGE)
+
+
+# ---------------------------------------------------------------- ASGI
+
+
+async def raw_asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    path = scope["path"]
+    if path == "/boom":
+        boom()
+    if path == "/stream":
+        await _asgi_stream(receive, send)
+        return
+    more_body = True
+    while more_body:  # read the whole request body
+        message = await receive()
+        more_body = message.get("more_body", False)
+    headers = [(k.lower().encode(), v.encode()) for k, v in HELLO_HEADERS]
+    status = _status(scope["query_string"].decode())
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    for piece in HELLO_PIECES:
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _asgi_stream(receive: Any, send: Any) -> None:
+    """Stream until the client is gone; uvicorn drops sends silently, so watch `receive()`."""
+    gone = asyncio.Event()
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
+        deadline = time.monotonic() + STREAM_SECONDS
+        while not gone.is_set() and time.monotonic() < deadline:
+            await send({"type": "http.response.body", "body": CHUNK, "more_body": True})
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(gone.wait(), CHUNK_INTERVAL)
+        if not gone.is_set():
+            await send({"type": "http.response.body", "body": b""})
+    finally:
+        watcher.cancel()
+
+
+asgi_app = AsgiTelemetry(raw_asgi_app)
+
+
+# ---------------------------------------------------------------- WSGI
+
+
+def raw_wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
+    path = environ.get("PATH_INFO", "")
+    if path == "/boom":
+        boom()
+    if path == "/stream":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return _wsgi_stream()
+    length = environ.get("CONTENT_LENGTH") or "0"
+    environ["wsgi.input"].read(int(length))
+    status = _status(environ.get("QUERY_STRING", ""))
+    write = start_response(f"{status} {HTTPStatus(status).phrase}", list(HELLO_HEADERS))
+    if path == "/write":  # PEP 3333's imperative write(), then the iterable
+        write(HELLO_PIECES[0])
+        return [HELLO_PIECES[1]]
+    return list(HELLO_PIECES)
+
+
+def _wsgi_stream() -> Iterator[bytes]:
+    deadline = time.monotonic() + STREAM_SECONDS
+    while time.monotonic() < deadline:
+        yield CHUNK
+        time.sleep(CHUNK_INTERVAL)
+
+
+wsgi_app = WsgiTelemetry(raw_wsgi_app)
+
+
+# ---------------------------------------------------------------- http.server
+
+
+class Handler(BaseHTTPRequestHandler):
+    """A plain `BaseHTTPRequestHandler` subclass: no hooktel code in it."""
+
+    timeout = 10  # a stuck connection must not hold up the server's shutdown
+
+    def do_GET(self) -> None:
+        path, _, query = self.path.partition("?")
+        if path == "/boom":
+            boom()
+        if path == "/stream":
+            self._stream()
+            return
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(_status(query))
+        for name, value in HELLO_HEADERS:
+            self.send_header(name, value)
+        self.end_headers()
+        for piece in HELLO_PIECES:
+            self.wfile.write(piece)
+
+    do_POST = do_GET
+    do_PURGE = do_GET
+
+    def _stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        deadline = time.monotonic() + STREAM_SECONDS
+        while time.monotonic() < deadline:
+            self.wfile.write(CHUNK)
+            time.sleep(CHUNK_INTERVAL)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = False  # server_close() waits for requests in flight: every op completes
+
+
+def serve_http() -> None:
+    """Run `Handler` on a free port of 127.0.0.1 until SIGTERM; say the port on stderr."""
+    hooktel.httpserver.instrument()
+    server = _Server(("127.0.0.1", 0), Handler)
+
+    def stop(signum: int, frame: object) -> None:
+        threading.Thread(target=server.shutdown).start()  # shutdown() waits for serve_forever
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"listening on http://127.0.0.1:{server.server_address[1]}", file=sys.stderr, flush=True)
+    server.serve_forever()
+    server.server_close()
+
+
+if __name__ == "__main__":
+    serve_http()

@@ -1,0 +1,130 @@
+"""Instruments that record every hook event as a JSON line, for servers in subprocesses.
+
+A server process imports this (through `tests.support.apps`); when
+`HOOKTEL_TEST_EVENTS` names a file, three HTTP instruments attach at import
+time, in this order:
+
+- `primary` v1.0 records every event and injects `x-hooktel-op` and
+  `x-injected-by: primary`;
+- `faulty` v9.9 has only a start hook, which raises when the request carries
+  `x-test-raise-hook` (so a test can check the error line on stderr);
+- `auxiliary` v2.0 records every event and injects `x-injected-by: auxiliary`
+  (which must lose: the first instrument to set a header wins) and
+  `x-hooktel-aux`.
+
+The names sort opposite to registration order, so an order test cannot pass
+by accident of sorting. Each JSON line is written and flushed under a lock,
+so the file order is the order the hooks ran in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any, TextIO
+
+import hooktel
+
+EVENTS_ENV = "HOOKTEL_TEST_EVENTS"
+TAG_HEADER = "x-test-id"
+RAISE_HEADER = "x-test-raise-hook"
+CAPTURE_REQUEST = (
+    TAG_HEADER,
+    RAISE_HEADER,
+    "x-capture-me",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "x-csrf-token",
+)
+CAPTURE_RESPONSE = ("x-app-header", "set-cookie", "content-type")
+HOOK_ERROR_MESSAGE = "hook exploded"
+
+
+class JsonLines:
+    """Appends one JSON object per line to a file; safe across threads."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._file: TextIO | None = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, sort_keys=True) + "\n"
+        with self._lock:
+            if self._file is None:  # opened lazily: gunicorn imports the app before forking
+                self._file = open(self._path, "a", encoding="utf-8")  # noqa: SIM115
+            self._file.write(line)
+            self._file.flush()
+
+
+def recording_instrument(
+    out: JsonLines, name: str, version: str, inject: dict[str, str]
+) -> hooktel.Instrument:
+    """An instrument that writes each of its four hook calls to `out`."""
+
+    def recorder(event: str) -> Any:
+        def hook(op_id: int, attrs: hooktel.Attributes) -> None:
+            out.write(
+                {
+                    "instrument": name,
+                    "event": event,
+                    "op_id": op_id,
+                    "pid": os.getpid(),
+                    "attrs": dict(attrs),
+                }
+            )
+
+        return hook
+
+    def on_inject(op_id: int) -> dict[str, str]:
+        out.write(
+            {"instrument": name, "event": "inject", "op_id": op_id, "pid": os.getpid(), "attrs": {}}
+        )
+        return {key: value.format(op_id=op_id) for key, value in inject.items()}
+
+    return hooktel.Instrument(
+        kind="http",
+        name=name,
+        version=version,
+        on_operation_start=recorder("start"),
+        on_operation_inject=on_inject,
+        on_operation_end=recorder("end"),
+        on_operation_error=recorder("error"),
+        capture_request_headers=CAPTURE_REQUEST,
+        capture_response_headers=CAPTURE_RESPONSE,
+    )
+
+
+def _faulty_start(op_id: int, attrs: hooktel.Attributes) -> None:
+    if f"http.request.header.{RAISE_HEADER}" in attrs:
+        raise RuntimeError(HOOK_ERROR_MESSAGE)
+
+
+def attach_from_env() -> None:
+    """Attach the three test instruments when `HOOKTEL_TEST_EVENTS` is set."""
+    path = os.environ.get(EVENTS_ENV)
+    if not path:
+        return
+    out = JsonLines(path)
+    hooktel.attach(
+        recording_instrument(
+            out, "primary", "1.0", {"x-hooktel-op": "{op_id}", "x-injected-by": "primary"}
+        )
+    )
+    hooktel.attach(
+        hooktel.Instrument(
+            kind="http",
+            name="faulty",
+            version="9.9",
+            on_operation_start=_faulty_start,
+            capture_request_headers=CAPTURE_REQUEST,
+        )
+    )
+    hooktel.attach(
+        recording_instrument(
+            out, "auxiliary", "2.0", {"x-injected-by": "auxiliary", "x-hooktel-aux": "aux-{op_id}"}
+        )
+    )

@@ -1,0 +1,140 @@
+"""Run a real server on 127.0.0.1 in a subprocess, with the recording instruments attached.
+
+Each server picks its own free port (port 0); the launcher reads the port
+from the server's log, then polls until a request succeeds. Nothing sleeps
+for a fixed time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.support.events import EventLog, check_lifecycle, wait_for
+from tests.support.recorder import EVENTS_ENV
+
+ROOT = Path(__file__).resolve().parents[2]
+ASGI_APP = "tests.support.apps:asgi_app"
+WSGI_APP = "tests.support.apps:wsgi_app"
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """How to start one server, and the log line that tells its port."""
+
+    args: tuple[str, ...]
+    listening: str  # regex with the port as group 1
+
+
+SERVERS = {
+    "uvicorn": ServerSpec(
+        ("-m", "uvicorn", ASGI_APP, "--host", "127.0.0.1", "--port", "0"),
+        r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
+    ),
+    "gunicorn": ServerSpec(
+        (
+            "-m",
+            "gunicorn",
+            "--bind=127.0.0.1:0",
+            "--workers=1",
+            "--worker-class=sync",
+            "--graceful-timeout=5",
+            "--no-control-socket",  # its default path is shared by every gunicorn on the machine
+            WSGI_APP,
+        ),
+        r"Listening at: http://127\.0\.0\.1:(\d+)",
+    ),
+    "httpserver": ServerSpec(
+        ("-m", "tests.support.apps"),
+        r"listening on http://127\.0\.0\.1:(\d+)",
+    ),
+    "hypercorn": ServerSpec(
+        ("-m", "hypercorn", "--bind=127.0.0.1:0", ASGI_APP),
+        r"Running on http://127\.0\.0\.1:(\d+)",
+    ),
+    "waitress": ServerSpec(
+        ("-m", "waitress", "--listen=127.0.0.1:0", WSGI_APP),
+        r"Serving on http://127\.0\.0\.1:(\d+)",
+    ),
+}
+
+
+@dataclass
+class Server:
+    """A running server: where it listens, what its instruments recorded, what it logged."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    events: EventLog
+    stderr_path: Path
+
+    def url(self, target: str) -> str:
+        return f"http://127.0.0.1:{self.port}{target}"
+
+    def stderr(self, offset: int = 0) -> str:
+        """What the server wrote to stderr, from byte `offset` on."""
+        with self.stderr_path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode("utf-8", "replace")
+
+    def stderr_size(self) -> int:
+        return self.stderr_path.stat().st_size
+
+
+def _port(spec: ServerSpec, stderr_path: Path, process: subprocess.Popen[bytes]) -> int | None:
+    if process.poll() is not None:
+        raise AssertionError(f"server exited early:\n{stderr_path.read_text()}")
+    match = re.search(spec.listening, stderr_path.read_text(errors="replace"))
+    return int(match.group(1)) if match else None
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@contextlib.contextmanager
+def running_server(name: str, workdir: Path) -> Iterator[Server]:
+    """Start server `name`, yield it once it answers, stop it, then check every event.
+
+    The final check runs after a graceful stop, so every operation that
+    started must have ended or failed by then.
+    """
+    spec = SERVERS[name]
+    events_path = workdir / "events.jsonl"
+    stderr_path = workdir / "stderr.log"
+    env = {
+        **os.environ,
+        EVENTS_ENV: str(events_path),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "PYTHONUNBUFFERED": "1",
+    }
+    with (workdir / "stdout.log").open("wb") as stdout, stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, *spec.args], cwd=ROOT, env=env, stdout=stdout, stderr=stderr
+        )
+    try:
+        port = wait_for(lambda: _port(spec, stderr_path, process), f"{name} to listen", 15)
+        server = Server(name, process, port, EventLog(events_path), stderr_path)
+        wait_for(lambda: _answers(server.url("/hello")), f"{name} to answer", 15)
+        yield server
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    check_lifecycle(EventLog(events_path).read(), complete=True)
