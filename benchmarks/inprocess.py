@@ -1,0 +1,148 @@
+"""In-process cost per request in nanoseconds: each variant against the bare app.
+
+wrk cannot resolve a few hundred nanoseconds in a request that takes ~100 µs,
+so the cost of a hook point is measured here, by driving the app with
+`drivers.DRIVERS` under `timeit`. Bare and variant timings alternate (in
+alternating order) so that drift on a shared machine hits both; the figure is
+the median over repeats of (variant - bare) for the pair timed together.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import statistics
+import timeit
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .apps import APPS, make
+from .drivers import DRIVERS, Call
+from .variants import BASELINE
+
+
+@dataclass(frozen=True)
+class InprocessResult:
+    app: str
+    variant: str
+    bare_ns: float  # median ns per request, bare app
+    variant_ns: float  # median ns per request, with the variant
+    added_ns: float  # median over repeats of (variant - bare)
+    added_ns_spread: tuple[float, float]  # min and max of (variant - bare) over repeats
+    calls_per_timing: int
+    repeats: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@contextmanager
+def driven(app: str, variant: str) -> Iterator[Call]:
+    """A `call()` serving one request of `app` with `variant` applied; undone on exit."""
+    with ExitStack() as stack:
+        call = DRIVERS[APPS[app].interface](make(app, variant, stack))
+        call()  # one warm-up request, which also proves the app can be driven
+        yield call
+
+
+def _ns_per_call(app: str, variant: str, number: int) -> float:
+    with driven(app, variant) as call:
+        return timeit.Timer(call).timeit(number) / number * 1e9
+
+
+def _calls_for(app: str, variant: str, seconds: float) -> int:
+    with driven(app, variant) as call:
+        number, elapsed = 100, 0.0
+        while elapsed < 0.02:
+            number *= 2
+            elapsed = timeit.Timer(call).timeit(number)
+    return max(1000, int(number * seconds / elapsed))
+
+
+def measure(app: str, variant: str, seconds: float, repeats: int) -> InprocessResult:
+    """Time `variant` against the bare app, `repeats` pairs of ~`seconds` each."""
+    number = _calls_for(app, variant, seconds)
+    bare: list[float] = []
+    varied: list[float] = []
+    for i in range(repeats):
+        order = (BASELINE, variant) if i % 2 == 0 else (variant, BASELINE)
+        for name in order:
+            (bare if name == BASELINE else varied).append(_ns_per_call(app, name, number))
+    added = [v - b for b, v in zip(bare, varied, strict=True)]
+    return InprocessResult(
+        app=app,
+        variant=variant,
+        bare_ns=statistics.median(bare),
+        variant_ns=statistics.median(varied),
+        added_ns=statistics.median(added),
+        added_ns_spread=(min(added), max(added)),
+        calls_per_timing=number,
+        repeats=repeats,
+    )
+
+
+@dataclass(frozen=True)
+class ProfileLine:
+    function: str  # file:line(name)
+    calls_per_request: float
+    own_ns_per_request: float  # tottime, profiler overhead included
+    cumulative_ns_per_request: float
+
+
+def profile(app: str, variant: str, requests: int, top: int = 12) -> list[ProfileLine]:
+    """cProfile `requests` requests; the `top` functions by own time, per request."""
+    profiler = cProfile.Profile()
+    with driven(app, variant) as call:
+        profiler.enable()
+        for _ in range(requests):
+            call()
+        profiler.disable()
+    raw: dict[tuple[str, int, str], tuple[int, int, float, float, Any]]
+    raw = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    lines = [
+        ProfileLine(
+            function=f"{_short(file)}:{line}({name})",
+            calls_per_request=ncalls / requests,
+            own_ns_per_request=tottime / requests * 1e9,
+            cumulative_ns_per_request=cumtime / requests * 1e9,
+        )
+        for (file, line, name), (_cc, ncalls, tottime, cumtime, _callers) in raw.items()
+    ]
+    lines.sort(key=lambda p: p.own_ns_per_request, reverse=True)
+    return lines[:top]
+
+
+def _short(path: str) -> str:
+    for marker in ("site-packages/", "/src/", "/benchmarks/"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    return path
+
+
+def check_reporting(app: str, variant: str, requests: int = 3) -> None:
+    """Prove that driving `app` with `variant` reports: every request starts and ends once."""
+    import hooktel
+
+    seen = {"start": 0, "end": 0, "error": 0}
+
+    def counter(event: str) -> Any:
+        def hook(op_id: int, attrs: Any) -> None:
+            seen[event] += 1
+
+        return hook
+
+    counting = hooktel.Instrument(
+        kind="http",
+        name="bench-check",
+        version="1",
+        on_operation_start=counter("start"),
+        on_operation_end=counter("end"),
+        on_operation_error=counter("error"),
+    )
+    with driven(app, variant) as call, hooktel.attach(counting):
+        for _ in range(requests):
+            call()
+    if seen != {"start": requests, "end": requests, "error": 0}:
+        raise RuntimeError(f"{app}/{variant}: {requests} requests driven, hooks saw {seen}")

@@ -1,0 +1,137 @@
+"""Load every server with every variant it supports, interleaved over rounds.
+
+Within a round each server runs its variants one after the other, in an
+order rotated from round to round (so no variant always runs first or last
+on a machine whose load drifts). A variant's ratio is its throughput over the
+bare server's throughput in the same round; the summary is the median over
+rounds.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .servers import Server, ServerError, running
+from .variants import BASELINE, Variant
+from .wrk import WrkError, WrkResult, run_wrk
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    rounds: int
+    seconds: int
+    warmup_seconds: int
+    threads: int
+    connections: int
+
+
+@dataclass(frozen=True)
+class LoadRun:
+    round: int
+    server: str
+    variant: str
+    result: WrkResult | None  # None when the server or wrk failed
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["result"] = self.result.as_dict() if self.result else None
+        return data
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    server: str
+    variant: str
+    ratio: float | None  # median over rounds of throughput / bare throughput, same round
+    ratios: list[float]
+    requests_per_sec: float
+    p50_us: float
+    p99_us: float
+    rounds_ok: int
+    rounds: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan(servers: Sequence[Server], variants: Sequence[Variant]) -> dict[str, list[str]]:
+    """The variants each server runs: those that support its interface."""
+    return {s.name: [v.name for v in variants if v.supports(s.interface)] for s in servers}
+
+
+def _rotated(names: list[str], by: int) -> list[str]:
+    by %= max(len(names), 1)
+    return names[by:] + names[:by]
+
+
+def measure_once(server: Server, variant: str, settings: LoadSettings) -> WrkResult:
+    with running(server, variant) as url:
+        if settings.warmup_seconds:
+            run_wrk(url, settings.warmup_seconds, settings.threads, settings.connections)
+        return run_wrk(url, settings.seconds, settings.threads, settings.connections)
+
+
+def run_load(
+    servers: Sequence[Server],
+    variants: Sequence[Variant],
+    settings: LoadSettings,
+    log: Callable[[str], None],
+) -> list[LoadRun]:
+    runs: list[LoadRun] = []
+    by_server = plan(servers, variants)
+    for round_no in range(settings.rounds):
+        for server in servers:
+            for variant in _rotated(by_server[server.name], round_no):
+                try:
+                    result = measure_once(server, variant, settings)
+                except (ServerError, WrkError) as exc:
+                    log(f"round {round_no + 1} {server.name:<11} {variant:<19} FAILED: {exc}")
+                    runs.append(LoadRun(round_no, server.name, variant, None, str(exc)))
+                    continue
+                log(
+                    f"round {round_no + 1} {server.name:<11} {variant:<19} "
+                    f"{result.requests_per_sec:>9.0f} req/s  p50 {result.p50_us / 1e3:6.2f} ms"
+                    f"  p99 {result.p99_us / 1e3:6.2f} ms"
+                )
+                runs.append(LoadRun(round_no, server.name, variant, result))
+    return runs
+
+
+def summarize(runs: Sequence[LoadRun]) -> list[LoadSummary]:
+    bare = {
+        (r.round, r.server): r.result.requests_per_sec
+        for r in runs
+        if r.variant == BASELINE and r.result and r.result.requests_per_sec > 0
+    }
+    keys = list(dict.fromkeys((r.server, r.variant) for r in runs))
+    summaries = []
+    for server, variant in keys:
+        mine = [r for r in runs if (r.server, r.variant) == (server, variant)]
+        ok = [r.result for r in mine if r.result is not None]
+        ratios = [
+            r.result.requests_per_sec / bare[(r.round, server)]
+            for r in mine
+            if r.result is not None and (r.round, server) in bare
+        ]
+        summaries.append(
+            LoadSummary(
+                server=server,
+                variant=variant,
+                ratio=statistics.median(ratios) if ratios else None,
+                ratios=ratios,
+                requests_per_sec=_median([x.requests_per_sec for x in ok]),
+                p50_us=_median([x.p50_us for x in ok]),
+                p99_us=_median([x.p99_us for x in ok]),
+                rounds_ok=len(ok),
+                rounds=len(mine),
+            )
+        )
+    return summaries
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0

@@ -1,0 +1,77 @@
+"""Memory growth over many requests with one no-op instrument attached.
+
+Driven in-process (`drivers.DRIVERS`), which is fast and deterministic: no
+server, no sockets, nothing else allocating. Two passes per app: one reads
+the process RSS, one traces allocations with `tracemalloc` (which would
+otherwise inflate the RSS). Both compare request N/10 with request N.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import tracemalloc
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .inprocess import driven
+
+
+@dataclass(frozen=True)
+class MemoryResult:
+    app: str
+    variant: str
+    requests: int
+    checkpoint: int  # growth is measured from this request to the last one
+    rss_growth_bytes: int
+    tracemalloc_growth_bytes: int
+    top_growth: list[str]  # tracemalloc's largest line-level differences, when any
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rss_bytes() -> int:
+    """Current resident set size (Linux /proc); 0 where it cannot be read."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _serve(call: Any, count: int) -> None:
+    for _ in range(count):
+        call()
+    gc.collect()
+
+
+def measure_memory(app: str, variant: str, requests: int) -> MemoryResult:
+    checkpoint = requests // 10
+    with driven(app, variant) as call:
+        _serve(call, checkpoint)
+        rss_start = rss_bytes()
+        _serve(call, requests - checkpoint)
+        rss_end = rss_bytes()
+
+    tracemalloc.start()
+    try:
+        with driven(app, variant) as call:
+            _serve(call, checkpoint)
+            before = tracemalloc.take_snapshot()
+            traced_start = tracemalloc.get_traced_memory()[0]
+            _serve(call, requests - checkpoint)
+            traced_end = tracemalloc.get_traced_memory()[0]
+            after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    growth = [str(stat) for stat in after.compare_to(before, "lineno")[:5] if stat.size_diff > 1024]
+    return MemoryResult(
+        app=app,
+        variant=variant,
+        requests=requests,
+        checkpoint=checkpoint,
+        rss_growth_bytes=rss_end - rss_start,
+        tracemalloc_growth_bytes=traced_end - traced_start,
+        top_growth=growth,
+    )
