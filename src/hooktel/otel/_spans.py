@@ -20,7 +20,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from .._errors import report_hook_error
 from .._headers import REDACTED
 from .._instrument import Attributes
+from . import _fastpath
 from ._config import Config
+from ._fastpath import FastSpans
 from ._parent import ParentExtractor
 
 # Keys that exist for instruments, not for spans: the span has its own ids and
@@ -62,6 +64,8 @@ class ServerSpans:
         self._name = name
         self._version = version
         self._live: dict[int, _Live] = {}
+        self._fast_enabled = _fastpath.enabled()
+        self._fast: FastSpans | None = None
         self._parents = ParentExtractor(get_global_textmap)
         extra = set(self._parents.header_names) - set(config.capture_request_headers)
         self._skip = _HOOK_ONLY | {_REQUEST_PREFIX + name for name in extra}
@@ -89,13 +93,19 @@ class ServerSpans:
             return
         method = attrs.get("http.request.method", "_OTHER")
         parent = self._parents.extract(attrs)
-        span = self._tracer.start_span(
-            "HTTP" if method == "_OTHER" else method,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=self._span_attributes(attrs.items()),
-            start_time=attrs["operation.timestamp"],
-        )
+        name = "HTTP" if method == "_OTHER" else method
+        span_attrs = self._span_attributes(attrs.items())
+        fast = self._fast or self._resolve_fast()
+        if fast is not None:
+            span = fast.start(name, parent, span_attrs, attrs["operation.timestamp"])
+        else:
+            span = self._tracer.start_span(
+                name,
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes=span_attrs,
+                start_time=attrs["operation.timestamp"],
+            )
         token = context_api.attach(trace.set_span_in_context(span, parent))
         self._live[op_id] = _Live(span, attrs["operation.timestamp"], token, method)
         if self._config.request_hook is not None:
@@ -126,7 +136,7 @@ class ServerSpans:
         try:
             span = live.span
             if span.is_recording():
-                span.set_attributes(self._span_attributes(attrs.items()))
+                self._set_attributes(span, self._span_attributes(attrs.items()))
                 route = attrs.get("http.route")
                 if route:
                     span.update_name(
@@ -165,6 +175,18 @@ class ServerSpans:
             self._finish(live, attrs)
         finally:
             _restore(live.token)
+
+    def _resolve_fast(self) -> FastSpans | None:
+        """The fast path, once the tracer is known to be the SDK's (see `_fastpath`)."""
+        if self._fast_enabled:
+            self._fast = FastSpans.for_tracer(self._tracer)
+        return self._fast
+
+    def _set_attributes(self, span: trace.Span, attributes: dict[str, Any]) -> None:
+        if self._fast is not None:
+            _fastpath.set_trusted(span, attributes)
+        else:
+            span.set_attributes(attributes)
 
     def _finish(self, live: _Live, attrs: Attributes) -> None:
         if self._config.response_hook is not None:

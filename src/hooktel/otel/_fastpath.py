@@ -1,0 +1,152 @@
+"""A cheaper start for SERVER spans when the provider is the SDK's own.
+
+Most of what one SDK span costs on the request path is re-validating
+attributes that hooktel built and already knows to be valid (about one
+isinstance cascade per attribute and per tuple item), plus the generic
+`Tracer.start_span` plumbing. This module starts a genuine SDK `Span` (so
+span processors, `end()`, the handler's `set_attribute`/`add_event`/... and
+`ReadableSpan` export are the SDK's own code), and only replaces the two
+steps that are redundant for hooktel: the attribute validation of the
+attributes it built, and the lookups `start_span` repeats per call.
+
+It follows `Tracer.start_span` of the SDK step by step: the sampler is
+consulted with the same arguments, a DROP decision gives a
+`NonRecordingSpan`, trace flags and trace state come from the decision, span
+limits and the resource apply, and `on_start` runs before the handler does.
+`FastSpans.for_tracer` returns None (use the ordinary API path) for any
+tracer it does not know to behave that way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import trace as trace_api
+from opentelemetry.context import Context
+from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.sdk.trace import sampling
+from opentelemetry.trace import SpanKind, TraceFlags
+
+ENV_FAST_PATH = "HOOKTEL_OTEL_FAST_PATH"
+
+# Samplers known to hand back exactly the attributes they were given.
+_PASS_THROUGH_SAMPLERS = (
+    sampling.StaticSampler,
+    sampling.TraceIdRatioBased,
+    sampling.ParentBased,
+)
+_RANDOM_TRACE_ID = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_SDK_TRACER_FIELDS = ("sampler", "id_generator", "resource", "span_processor", "_span_limits")
+
+
+def enabled() -> bool:
+    """The fast path is on unless `HOOKTEL_OTEL_FAST_PATH=0`."""
+    return os.environ.get(ENV_FAST_PATH, "1").strip() not in ("0", "false", "no", "off")
+
+
+class FastSpans:
+    """Starts SERVER spans of one SDK tracer."""
+
+    def __init__(self, tracer: sdk_trace.Tracer) -> None:
+        self._tracer = tracer
+        self._trusted_sampler = type(tracer.sampler) in _PASS_THROUGH_SAMPLERS
+
+    @classmethod
+    def for_tracer(cls, tracer: trace_api.Tracer) -> FastSpans | None:
+        """A fast path for `tracer`, or None when it is not an SDK tracer this one knows."""
+        real = getattr(tracer, "_real_tracer", None) or tracer  # a ProxyTracer once resolved
+        if type(real) is not sdk_trace.Tracer:
+            return None
+        if not all(hasattr(real, field) for field in _SDK_TRACER_FIELDS):
+            return None
+        return cls(real)
+
+    def start(
+        self,
+        name: str,
+        parent: Context,
+        attributes: dict[str, Any],
+        start_time: int,
+    ) -> trace_api.Span:
+        tracer = self._tracer
+        parent_context: trace_api.SpanContext | None = trace_api.get_current_span(
+            parent
+        ).get_span_context()
+        is_enabled = getattr(tracer, "_is_enabled", None)
+        if is_enabled is not None and not is_enabled():
+            return trace_api.NonRecordingSpan(
+                context=parent_context or trace_api.INVALID_SPAN_CONTEXT
+            )
+        if parent_context is None or not parent_context.is_valid:
+            parent_context = None
+            trace_id = tracer.id_generator.generate_trace_id()
+            random_trace_id = _is_trace_id_random(tracer)
+        else:
+            trace_id = parent_context.trace_id
+            random_trace_id = bool(parent_context.trace_flags & _RANDOM_TRACE_ID)
+        decision = tracer.sampler.should_sample(
+            parent, trace_id, name, SpanKind.SERVER, attributes, ()
+        )
+        sampled = decision.decision is sampling.Decision.RECORD_AND_SAMPLE
+        flags = _SAMPLED if sampled else _NOT_SAMPLED
+        if random_trace_id and _RANDOM_TRACE_ID:
+            flags = TraceFlags(flags | _RANDOM_TRACE_ID)
+        context = trace_api.SpanContext(
+            trace_id,
+            tracer.id_generator.generate_span_id(),
+            is_remote=False,
+            trace_flags=flags,
+            trace_state=decision.trace_state,
+        )
+        metrics = getattr(tracer, "_tracer_metrics", None)
+        record_end = metrics.start_span(parent_context, decision.decision) if metrics else None
+        if decision.decision is sampling.Decision.DROP:
+            return trace_api.NonRecordingSpan(context=context)
+        extra: dict[str, Any] = {} if record_end is None else {"record_end_metrics": record_end}
+        span = sdk_trace._Span(
+            name=name,
+            context=context,
+            parent=parent_context,
+            sampler=tracer.sampler,
+            resource=tracer.resource,
+            span_processor=tracer.span_processor,
+            kind=SpanKind.SERVER,
+            instrumentation_info=tracer.instrumentation_info,
+            limits=tracer._span_limits,
+            instrumentation_scope=tracer._instrumentation_scope,
+            **extra,
+        )
+        if self._trusted_sampler:
+            set_trusted(span, attributes)
+        else:
+            span.set_attributes(decision.attributes)
+        span.start(start_time=start_time, parent_context=parent)
+        return span
+
+
+def set_trusted(span: trace_api.Span, attributes: Mapping[str, Any]) -> None:
+    """Set attributes hooktel built (valid by construction) without re-validating them.
+
+    Span limits still apply: when a count or length limit could bite, the
+    SDK's own validating path runs instead.
+    """
+    bounded = getattr(span, "_attributes", None)
+    store = getattr(bounded, "_dict", None)
+    if (
+        store is None
+        or getattr(span, "_end_time", 0) is not None
+        or bounded.max_value_len is not None  # type: ignore[union-attr]
+        or (bounded.maxlen is not None and len(store) + len(attributes) > bounded.maxlen)  # type: ignore[union-attr]
+    ):
+        span.set_attributes(attributes)
+        return
+    store.update(attributes)
+
+
+def _is_trace_id_random(tracer: sdk_trace.Tracer) -> bool:
+    check = getattr(tracer.id_generator, "is_trace_id_random", None)
+    return bool(check()) if check is not None else False
