@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import cProfile
 import pstats
+import re
 import statistics
 import timeit
 from collections.abc import Iterator
@@ -115,10 +116,12 @@ def profile(app: str, variant: str, requests: int, top: int = 12) -> list[Profil
 
 
 def _short(path: str) -> str:
+    """`hooktel/asgi.py`, `http/server.py`: the path from its import root."""
     for marker in ("site-packages/", "/src/", "/benchmarks/"):
         if marker in path:
             return path.split(marker, 1)[1]
-    return path
+    stdlib = re.search(r"/lib/python3\.\d+/(.*)$", path)
+    return stdlib.group(1) if stdlib else path
 
 
 def check_reporting(app: str, variant: str, requests: int = 3) -> None:

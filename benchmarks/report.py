@@ -1,0 +1,101 @@
+"""Results as text tables (terminal and Markdown) and as JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .inprocess import InprocessResult, ProfileLine
+from .load import LoadSummary
+from .memory import MemoryResult
+from .targets import Target
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *rows]
+    )
+
+
+def load_table(summaries: Sequence[LoadSummary], markdown: bool = False) -> str:
+    rows = [
+        [
+            s.server,
+            s.variant,
+            f"{s.ratio:.3f}" if s.ratio is not None else "-",
+            " ".join(f"{r:.2f}" for r in s.ratios) or "-",
+            f"{s.requests_per_sec:,.0f}",
+            f"{s.p50_us / 1e3:.2f}",
+            f"{s.p99_us / 1e3:.2f}",
+            f"{s.rounds_ok}/{s.rounds}",
+        ]
+        for s in summaries
+    ]
+    headers = ["server", "variant", "ratio", "per round", "req/s", "p50 ms", "p99 ms", "ok"]
+    return table(headers, rows, markdown)
+
+
+def inprocess_table(results: Sequence[InprocessResult], markdown: bool = False) -> str:
+    rows = [
+        [
+            r.app,
+            r.variant,
+            f"{r.bare_ns:,.0f}",
+            f"{r.variant_ns:,.0f}",
+            f"{r.added_ns:,.0f}",
+            f"{r.added_ns_spread[0]:,.0f}..{r.added_ns_spread[1]:,.0f}",
+        ]
+        for r in results
+    ]
+    headers = ["app", "variant", "bare ns", "variant ns", "added ns", "added min..max"]
+    return table(headers, rows, markdown)
+
+
+def memory_table(results: Sequence[MemoryResult], markdown: bool = False) -> str:
+    rows = [
+        [
+            m.app,
+            m.variant,
+            f"{m.checkpoint:,}..{m.requests:,}",
+            f"{m.rss_growth_bytes:+,}",
+            f"{m.tracemalloc_growth_bytes:+,}",
+        ]
+        for m in results
+    ]
+    headers = ["app", "variant", "requests", "RSS growth B", "tracemalloc growth B"]
+    return table(headers, rows, markdown)
+
+
+def profile_table(lines: Sequence[ProfileLine], markdown: bool = False) -> str:
+    rows = [
+        [
+            p.function,
+            f"{p.calls_per_request:g}",
+            f"{p.own_ns_per_request:,.0f}",
+            f"{p.cumulative_ns_per_request:,.0f}",
+        ]
+        for p in lines
+    ]
+    headers = ["function", "calls/req", "own ns/req", "cum ns/req"]
+    return table(headers, rows, markdown)
+
+
+def targets_table(targets: Sequence[Target], markdown: bool = False) -> str:
+    verdict = {True: "met", False: "MISSED", None: "not measured"}
+    rows = [[t.name, t.wanted, t.reached, verdict[t.met]] for t in targets]
+    return table(["target", "wanted", "reached", ""], rows, markdown)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.replace(path)

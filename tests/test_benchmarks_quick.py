@@ -1,0 +1,48 @@
+"""The benchmark harness cannot rot: its quick mode runs, and every variant serves requests.
+
+Only that is asserted. Throughput, nanoseconds and memory are reported by the
+harness itself (`python -m benchmarks.run`), never checked in a timed test.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPECTED = {
+    ("uvicorn", "bare"),
+    ("uvicorn", "hooktel-idle"),
+    ("uvicorn", "hooktel-noop"),
+    ("uvicorn", "otel-contrib-nosdk"),
+    ("gunicorn", "bare"),
+    ("gunicorn", "hooktel-idle"),
+    ("gunicorn", "hooktel-noop"),
+    ("gunicorn", "otel-contrib-nosdk"),
+    ("httpserver", "bare"),
+    ("httpserver", "hooktel-idle"),
+    ("httpserver", "hooktel-noop"),
+}
+
+
+def test_quick_benchmark_every_variant_serves_requests(tmp_path: Path) -> None:
+    assert shutil.which("wrk"), "wrk is not installed: scripts/setup.sh installs it"
+    command = [sys.executable, "-m", "benchmarks.run", "--quick", "--results-dir", str(tmp_path)]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+
+    (results,) = tmp_path.glob("quick-*.json")
+    data = json.loads(results.read_text(encoding="utf-8"))
+    planned = {(server, v) for server, variants in data["plan"].items() for v in variants}
+    assert planned >= EXPECTED
+    served = {
+        (run["server"], run["variant"])
+        for run in data["load"]["runs"]
+        if run["result"] and run["result"]["requests"] > 0 and run["result"]["requests_per_sec"] > 0
+    }
+    assert served == planned, f"no requests served by {sorted(planned - served)}"
