@@ -54,12 +54,12 @@ def begin_http(
         attrs["url.query"] = cap(query, MAX_URL)
 
     host, traceparents, tracestates = _scan_headers(headers, attrs)
-    address = _split_host(host, scheme) if host else None
-    if address is None:
-        address = server
+    from_host = _split_host(host, scheme) if host else None
+    address = from_host or server
     if address is not None:
         attrs["server.address"], attrs["server.port"] = address
-    authority = host if host and address is not None else _authority(server)
+    # A Host that does not parse is not put in the URL either: the socket stands in.
+    authority = host if host and from_host else _authority(server)
     target = f"{path}?{query}" if query else path
     attrs["url.full"] = cap(f"{scheme}://{authority}{target}", MAX_URL)
     if client is not None:
@@ -72,6 +72,15 @@ def begin_http(
         attrs.update(hooks.request_capture.collect(headers))
     hooks.notify_start(op.id, attrs)
     return op
+
+
+def omits_body(method: str, status: int) -> bool:
+    """True when RFC 9110 forbids content: answers to HEAD, and 1xx, 204, 304 responses.
+
+    ASGI and WSGI servers (uvicorn, hypercorn, gunicorn) drop what the app
+    writes for these, so those bytes are never sent and do not count as sent.
+    """
+    return method == "HEAD" or status in (204, 304) or 100 <= status < 200
 
 
 def _scan_headers(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ._http import CLIENT_DISCONNECTED, begin_http, header_pairs
+from ._http import CLIENT_DISCONNECTED, begin_http, header_pairs, omits_body
 from ._registry import HOOKS_BY_KIND, Hooks
 
 Scope = MutableMapping[str, Any]
@@ -42,12 +42,13 @@ class TelemetryMiddleware:
 class _Request:
     """One request's wrapped `receive`/`send` and its operation."""
 
-    __slots__ = ("_receive", "_send", "op", "scope")
+    __slots__ = ("_counts_body", "_receive", "_send", "op", "scope")
 
     def __init__(self, hooks: Hooks, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
         self._receive = receive
         self._send = send
+        self._counts_body = True
         server = scope.get("server")
         client = scope.get("client")
         raw_path = scope.get("raw_path")
@@ -90,7 +91,7 @@ class _Request:
         kind = message["type"]
         if kind == "http.response.start":
             message = self._start_response(message)
-        elif kind == "http.response.body":
+        elif kind == "http.response.body" and self._counts_body:
             op.body_size += len(message.get("body", b""))
         if kind == "http.response.body" and not message.get("more_body", False):
             # End before the last send: the server may start the next pipelined
@@ -107,6 +108,7 @@ class _Request:
         op = self.op
         headers = message.get("headers", ())
         op.respond(message["status"], header_pairs(headers) if op.hooks.response_capture else ())
+        self._counts_body = not omits_body(self.scope["method"], message["status"])
         injected = op.inject()
         if not injected:
             return message

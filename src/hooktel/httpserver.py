@@ -13,7 +13,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from ._http import HttpOperation, begin_http, header_pairs
+from ._http import CLIENT_DISCONNECTED, HttpOperation, begin_http, header_pairs
 from ._registry import HOOKS_BY_KIND, Hooks
 
 _HTTP = 1  # InstrumentKind.HTTP, as a constant index into HOOKS_BY_KIND
@@ -116,7 +116,10 @@ class _Request:
                 shadows.pop(name, None)
             handler.wfile = wfile
         if self.op is not None:
-            self.op.end()
+            if self.client_gone:  # the handler swallowed the error of writing to a gone client
+                self.op.fail(CLIENT_DISCONNECTED, "client disconnected mid-response")
+            else:
+                self.op.end()
         elif self.status:  # answered (400, 414, ...) before the request could be parsed
             self.op = self._begin()
             self.op.respond(self.status, ())
@@ -165,7 +168,8 @@ class _Request:
             if self.response_headers:
                 op.respond(self.status, self.response_headers)
         type(handler).end_headers(handler)
-        self.headers_sent = True
+        if not 100 <= self.status < 200:  # after an interim `100 Continue`, the head is to come
+            self.headers_sent = True
 
     def log_error(self, format: str, *args: Any) -> None:
         # handle_one_request() swallows a timed-out read or write and only logs it.

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from ._http import CLIENT_DISCONNECTED, begin_http, header_pairs
+from ._http import CLIENT_DISCONNECTED, begin_http, header_pairs, omits_body
 from ._registry import HOOKS_BY_KIND, Hooks
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -68,13 +68,14 @@ def _peer(environ: Environ, host: str, port: str) -> tuple[str, int] | None:
 class _Request:
     """One request's wrapped `start_response`, `write` and response iterable."""
 
-    __slots__ = ("_injected", "_start_response", "_write", "environ", "op")
+    __slots__ = ("_injected", "_start_response", "_write", "counts_body", "environ", "op")
 
     def __init__(self, hooks: Hooks, environ: Environ, start_response: StartResponse) -> None:
         self.environ = environ
         self._start_response = start_response
         self._write: Write | None = None
         self._injected: list[tuple[str, str]] | None = None
+        self.counts_body = True
         query = environ.get("QUERY_STRING", "")
         self.op = begin_http(
             hooks,
@@ -101,11 +102,9 @@ class _Request:
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
     ) -> Write:
         op = self.op
-        code = status[:3]
-        op.respond(
-            int(code) if code.isdigit() else 0,
-            header_pairs(headers) if op.hooks.response_capture else (),
-        )
+        code = int(status[:3]) if status[:3].isdigit() else 0
+        op.respond(code, header_pairs(headers) if op.hooks.response_capture else ())
+        self.counts_body = not omits_body(self.environ.get("REQUEST_METHOD", "GET"), code)
         if self._injected is None:  # a second call (with exc_info) reuses the first answer
             self._injected = list(op.inject().items())
         if self._injected:
@@ -123,7 +122,8 @@ class _Request:
         except OSError as exc:
             self.op.fail_with(exc, client_gone=True)
             raise
-        self.op.body_size += len(data)
+        if self.counts_body:
+            self.op.body_size += len(data)
 
     def note_route(self) -> None:
         environ = self.environ
@@ -161,7 +161,8 @@ class _Response:
             self._request.note_route()
             self._request.op.fail_with(exc)
             raise
-        self._request.op.body_size += len(chunk)
+        if self._request.counts_body:
+            self._request.op.body_size += len(chunk)
         return chunk
 
     def close(self) -> None:

@@ -72,6 +72,32 @@ def read_until_first_chunk(sock: socket.socket) -> bytes:
     return received
 
 
+def read_head(sock: socket.socket) -> bytes:
+    """Read up to the end of one response head (the interim `100 Continue` included)."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        data = sock.recv(1)  # byte by byte: what follows the head is not ours to take
+        assert data, f"server closed mid-head: {received!r}"
+        received += data
+    return received
+
+
+def read_to_end(sock: socket.socket) -> bytes:
+    received = b""
+    while data := sock.recv(65536):
+        received += data
+    return received
+
+
+def exchange(server: Server, head: str) -> bytes:
+    """Send a request head (`Host` and `Connection: close` added) on a raw socket; read all."""
+    request_line, _, rest = head.partition("\r\n")
+    extra = f"Host: 127.0.0.1:{server.port}\r\nConnection: close\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5.0) as sock:
+        sock.sendall(f"{request_line}\r\n{extra}{rest}".encode())
+        return read_to_end(sock)
+
+
 class ServerContract:
     """The tests; a subclass sets `server_name` and how the server answers an app error."""
 
@@ -146,17 +172,57 @@ class ServerContract:
         ("host", "address", "port", "authority"),
         [
             ("[::1]:8080", "::1", 8080, "[::1]:8080"),
+            ("[::1]", "::1", 80, "[::1]"),
             ("example.test:8443", "example.test", 8443, "example.test:8443"),
             ("example.test", "example.test", 80, "example.test"),
+            # A Host that does not parse: the listening socket stands in, for the URL too.
+            ("[::1", None, None, None),
+            ("example.test:http", None, None, None),
         ],
     )
     def test_server_address_from_host(
-        self, server: Server, host: str, address: str, port: int, authority: str
+        self,
+        server: Server,
+        host: str,
+        address: str | None,
+        port: int | None,
+        authority: str | None,
     ) -> None:
+        if address is None:
+            address, port = "127.0.0.1", server.port
+            authority = f"127.0.0.1:{server.port}"
         response, op = send(server, "/hello?a=1", headers=[("host", host)])
         assert response.status_code == 200
         assert (op.start["server.address"], op.start["server.port"]) == (address, port)
         assert op.start["url.full"] == f"http://{authority}/hello?a=1"
+
+    def test_head_response_counts_no_body(self, server: Server) -> None:
+        tag = new_tag()
+        received = exchange(server, f"HEAD /hello HTTP/1.1\r\n{TAG_HEADER}: {tag}\r\n\r\n")
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert head.split(b" ", 2)[1] == b"200", head
+        assert body == b""  # nothing after the head on the wire...
+        assert server.events.operation(tag).end["http.response.body.size"] == 0  # ...nor here
+
+    def test_expect_100_continue(self, server: Server) -> None:
+        tag = new_tag()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5.0) as sock:
+            sock.sendall(
+                f"POST /hello HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n{TAG_HEADER}: {tag}\r\n"
+                "Content-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n".encode()
+            )
+            interim = read_head(sock)
+            assert interim.startswith(b"HTTP/1.1 100 "), interim
+            sock.sendall(b"hello")
+            final = read_to_end(sock)
+        head, _, body = final.partition(b"\r\n\r\n")
+        op = server.events.operation(tag)
+        assert head.split(b" ", 2)[1] == b"200", head
+        assert f"x-hooktel-op: {op.id}".encode() in head.lower()  # on the final response
+        assert body == HELLO_BODY
+        assert op.start["http.request.body.size"] == 5
+        assert op.end["http.response.status_code"] == 200
+        assert op.end["http.response.body.size"] == len(HELLO_BODY)
 
     def test_unknown_method_is_other(self, server: Server) -> None:
         response, op = send(server, method="PURGE")
@@ -295,11 +361,16 @@ class ServerContract:
 
     # ------------------------------------------------------------ client gone
 
-    def test_client_disconnect_mid_response(self, server: Server) -> None:
+    @pytest.mark.parametrize(
+        "target",
+        ["/stream", "/stream?swallow"],
+        ids=["write-error-propagates", "app-swallows-write-error"],
+    )
+    def test_client_disconnect_mid_response(self, server: Server, target: str) -> None:
         tag = new_tag()
         with socket.create_connection(("127.0.0.1", server.port), timeout=5.0) as sock:
             sock.sendall(
-                f"GET /stream HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
                 f"{TAG_HEADER}: {tag}\r\n\r\n".encode()
             )
             head = read_until_first_chunk(sock)

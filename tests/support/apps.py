@@ -11,7 +11,9 @@ Routes, the same on all three:
 - `/write` (WSGI only): the same answer, part of it through `write()`;
 - `/boom`: raises `RuntimeError(BOOM_MESSAGE)` before answering;
 - `/stream`: answers 200 and writes `CHUNK` every 20 ms, for up to 10 s or
-  until the client is gone (the ASGI app learns that from `receive()`).
+  until the client is gone (the ASGI app learns that from `receive()`);
+  `/stream?swallow` writes the chunks itself (WSGI `write()`, `http.server`
+  `wfile`) and returns quietly when a write fails because the client is gone.
 """
 
 from __future__ import annotations
@@ -127,7 +129,10 @@ def raw_wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
     if path == "/boom":
         boom()
     if path == "/stream":
-        start_response("200 OK", [("Content-Type", "text/plain")])
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        if "swallow" in environ.get("QUERY_STRING", ""):
+            _wsgi_write_stream(write)
+            return []
         return _wsgi_stream()
     length = environ.get("CONTENT_LENGTH") or "0"
     environ["wsgi.input"].read(int(length))
@@ -146,6 +151,17 @@ def _wsgi_stream() -> Iterator[bytes]:
         time.sleep(CHUNK_INTERVAL)
 
 
+def _wsgi_write_stream(write: Any) -> None:
+    """Stream through `write()`, and stop quietly when the client is gone, as apps do."""
+    deadline = time.monotonic() + STREAM_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            write(CHUNK)
+        except OSError:
+            return
+        time.sleep(CHUNK_INTERVAL)
+
+
 wsgi_app = WsgiTelemetry(raw_wsgi_app)
 
 
@@ -155,6 +171,7 @@ wsgi_app = WsgiTelemetry(raw_wsgi_app)
 class Handler(BaseHTTPRequestHandler):
     """A plain `BaseHTTPRequestHandler` subclass: no hooktel code in it."""
 
+    protocol_version = "HTTP/1.1"  # keep-alive and `Expect: 100-continue`, as servers do
     timeout = 10  # a stuck connection must not hold up the server's shutdown
 
     def do_GET(self) -> None:
@@ -162,26 +179,34 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/boom":
             boom()
         if path == "/stream":
-            self._stream()
+            self._stream(swallow="swallow" in query)
             return
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.send_response(_status(query))
         for name, value in HELLO_HEADERS:
             self.send_header(name, value)
         self.end_headers()
-        for piece in HELLO_PIECES:
-            self.wfile.write(piece)
+        if self.command != "HEAD":  # http.server sends what the handler writes, even then
+            for piece in HELLO_PIECES:
+                self.wfile.write(piece)
 
     do_POST = do_GET
     do_PURGE = do_GET
+    do_HEAD = do_GET
 
-    def _stream(self) -> None:
+    def _stream(self, swallow: bool) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
+        self.send_header("Connection", "close")
         self.end_headers()
         deadline = time.monotonic() + STREAM_SECONDS
         while time.monotonic() < deadline:
-            self.wfile.write(CHUNK)
+            try:
+                self.wfile.write(CHUNK)
+            except OSError:
+                if swallow:  # as many handlers do: the client is gone, nothing left to do
+                    return
+                raise
             time.sleep(CHUNK_INTERVAL)
 
 
