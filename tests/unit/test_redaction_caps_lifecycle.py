@@ -143,15 +143,26 @@ def test_response_header_value_is_capped_at_8_kib() -> None:
     assert rec.attrs("end")["http.response.header.x-big"] == ("v" * (8 * KIB),)
 
 
-def test_user_agent_and_tracestate_are_capped_at_8_kib() -> None:
+def test_user_agent_is_capped_at_8_kib() -> None:
     rec = Recorder()
     rec.attach()
-    ua, state = "u" * (10 * KIB), "k=" + "v" * (10 * KIB)
-    headers = [("host", "h"), ("user-agent", ua), ("traceparent", TRACEPARENT)]
-    start(headers=[*headers, ("tracestate", state)]).end()
-    attrs = rec.attrs("start")
-    assert attrs["user_agent.original"] == ua[: 8 * KIB]
-    assert attrs["trace.parent.trace_state"] == state[: 8 * KIB]
+    ua = "u" * (10 * KIB)
+    start(headers=[("host", "h"), ("user-agent", ua)]).end()
+    assert rec.attrs("start")["user_agent.original"] == ua[: 8 * KIB]
+
+
+def test_tracestate_is_never_cut_inside_a_member() -> None:
+    """Kept whole past 8 KiB; a joined state over 64 KiB is left out, not truncated."""
+    rec = Recorder()
+    rec.attach()
+    long_state = ",".join(f"k{i}=" + "v" * 250 for i in range(40))  # about 10 KiB
+    too_long = "k=" + "v" * (64 * KIB)
+    for state in (long_state, too_long):
+        start(headers=[("host", "h"), ("traceparent", TRACEPARENT), ("tracestate", state)])
+    first, second = (e[3] for e in rec.events("start"))
+    assert first["trace.parent.trace_state"] == long_state
+    assert "trace.parent.trace_state" not in second
+    assert second["trace.parent.trace_id"] == TRACEPARENT[3:35]
 
 
 def test_other_method_is_capped_at_8_kib() -> None:
