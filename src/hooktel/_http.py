@@ -20,6 +20,7 @@ from ._traceparent import parse_traceparent
 KNOWN_METHODS = frozenset(
     {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"}
 )
+MAX_TRACESTATE = 64 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 CLIENT_DISCONNECTED = "ClientDisconnected"
 
@@ -96,7 +97,7 @@ def _scan_headers(
         elif name == "user-agent":
             attrs["user_agent.original"] = cap(value, MAX_HEADER_VALUE)
         elif name == "content-length":
-            if value.isdigit():
+            if value.isascii() and value.isdigit():
                 attrs["http.request.body.size"] = int(value)
         elif name == "traceparent":
             traceparents.append(value)
@@ -111,8 +112,11 @@ def _add_parent(attrs: Attributes, traceparent: str, tracestates: list[str]) -> 
         attrs["trace.parent.trace_id"] = parent.trace_id
         attrs["trace.parent.span_id"] = parent.span_id
         attrs["trace.parent.trace_flags"] = parent.trace_flags
-        if tracestates:  # several lines are one list, in order (W3C Trace Context 3.3.1.1)
-            attrs["trace.parent.trace_state"] = cap(",".join(tracestates), MAX_HEADER_VALUE)
+        # Several lines are one list, in order (W3C Trace Context 3.3.1.1). Never cut
+        # inside a member: a longer state than any valid one (32 members) is left out.
+        trace_state = ",".join(tracestates)
+        if trace_state and len(trace_state) <= MAX_TRACESTATE:
+            attrs["trace.parent.trace_state"] = trace_state
 
 
 def _split_host(host: str, scheme: str) -> tuple[str, int] | None:
@@ -132,7 +136,7 @@ def _split_host(host: str, scheme: str) -> tuple[str, int] | None:
     if not port_text:
         port = _DEFAULT_PORTS.get(scheme)
         return (address, port) if port is not None else None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         return None
     return address, int(port_text)
 

@@ -336,10 +336,6 @@ def test_start_attribute_values_have_allowed_types_and_no_none() -> None:
     assert attrs["http.request.body.size"] == 12
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in _http.py: str.isdigit() accepts '\u00b2' (a latin-1 byte), int() then raises",
-)
 @pytest.mark.parametrize(
     "headers",
     [[("host", "h"), ("content-length", "\u00b2")], [("host", "example.com:\u00b2")]],
