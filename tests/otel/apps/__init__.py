@@ -1,0 +1,1 @@
+"""Test apps for the OpenTelemetry tests, one module per framework; see `harness`."""
