@@ -34,6 +34,7 @@ class LoadRun:
     server: str
     variant: str
     result: WrkResult | None  # None when the server or wrk failed
+    server_cpu_us: float = 0.0  # server CPU time per request, user + system
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -51,6 +52,8 @@ class LoadSummary:
     requests_per_sec: float
     p50_us: float
     p99_us: float
+    server_cpu_us: float  # median server CPU per request
+    cpu_ratio: float | None  # median over rounds of bare CPU / variant CPU per request
     rounds_ok: int
     rounds: int
 
@@ -68,11 +71,15 @@ def _rotated(names: list[str], by: int) -> list[str]:
     return names[by:] + names[:by]
 
 
-def measure_once(server: Server, variant: str, settings: LoadSettings) -> WrkResult:
-    with running(server, variant) as url:
+def measure_once(server: Server, variant: str, settings: LoadSettings) -> tuple[WrkResult, float]:
+    """wrk's result, and the server's CPU µs per request during the measured run."""
+    with running(server, variant) as live:
         if settings.warmup_seconds:
-            run_wrk(url, settings.warmup_seconds, settings.threads, settings.connections)
-        return run_wrk(url, settings.seconds, settings.threads, settings.connections)
+            run_wrk(live.url, settings.warmup_seconds, settings.threads, settings.connections)
+        cpu_before = live.cpu_seconds()
+        result = run_wrk(live.url, settings.seconds, settings.threads, settings.connections)
+        cpu = live.cpu_seconds() - cpu_before
+    return result, cpu / result.requests * 1e6 if result.requests else 0.0
 
 
 def run_load(
@@ -87,17 +94,17 @@ def run_load(
         for server in servers:
             for variant in _rotated(by_server[server.name], round_no):
                 try:
-                    result = measure_once(server, variant, settings)
+                    result, cpu_us = measure_once(server, variant, settings)
                 except (ServerError, WrkError) as exc:
                     log(f"round {round_no + 1} {server.name:<11} {variant:<19} FAILED: {exc}")
-                    runs.append(LoadRun(round_no, server.name, variant, None, str(exc)))
+                    runs.append(LoadRun(round_no, server.name, variant, None, error=str(exc)))
                     continue
                 log(
                     f"round {round_no + 1} {server.name:<11} {variant:<19} "
                     f"{result.requests_per_sec:>9.0f} req/s  p50 {result.p50_us / 1e3:6.2f} ms"
-                    f"  p99 {result.p99_us / 1e3:6.2f} ms"
+                    f"  p99 {result.p99_us / 1e3:6.2f} ms  server CPU {cpu_us:6.1f} µs/req"
                 )
-                runs.append(LoadRun(round_no, server.name, variant, result))
+                runs.append(LoadRun(round_no, server.name, variant, result, cpu_us))
     return runs
 
 
@@ -106,6 +113,11 @@ def summarize(runs: Sequence[LoadRun]) -> list[LoadSummary]:
         (r.round, r.server): r.result.requests_per_sec
         for r in runs
         if r.variant == BASELINE and r.result and r.result.requests_per_sec > 0
+    }
+    bare_cpu = {
+        (r.round, r.server): r.server_cpu_us
+        for r in runs
+        if r.variant == BASELINE and r.result and r.server_cpu_us > 0
     }
     keys = list(dict.fromkeys((r.server, r.variant) for r in runs))
     summaries = []
@@ -117,6 +129,11 @@ def summarize(runs: Sequence[LoadRun]) -> list[LoadSummary]:
             for r in mine
             if r.result is not None and (r.round, server) in bare
         ]
+        cpu_ratios = [
+            bare_cpu[(r.round, server)] / r.server_cpu_us
+            for r in mine
+            if r.server_cpu_us > 0 and (r.round, server) in bare_cpu
+        ]
         summaries.append(
             LoadSummary(
                 server=server,
@@ -126,6 +143,8 @@ def summarize(runs: Sequence[LoadRun]) -> list[LoadSummary]:
                 requests_per_sec=_median([x.requests_per_sec for x in ok]),
                 p50_us=_median([x.p50_us for x in ok]),
                 p99_us=_median([x.p99_us for x in ok]),
+                server_cpu_us=_median([r.server_cpu_us for r in mine if r.result is not None]),
+                cpu_ratio=statistics.median(cpu_ratios) if cpu_ratios else None,
                 rounds_ok=len(ok),
                 rounds=len(mine),
             )

@@ -35,11 +35,24 @@ def load_table(summaries: Sequence[LoadSummary], markdown: bool = False) -> str:
             f"{s.requests_per_sec:,.0f}",
             f"{s.p50_us / 1e3:.2f}",
             f"{s.p99_us / 1e3:.2f}",
+            f"{s.server_cpu_us:.1f}",
+            f"{s.cpu_ratio:.3f}" if s.cpu_ratio is not None else "-",
             f"{s.rounds_ok}/{s.rounds}",
         ]
         for s in summaries
     ]
-    headers = ["server", "variant", "ratio", "per round", "req/s", "p50 ms", "p99 ms", "ok"]
+    headers = [
+        "server",
+        "variant",
+        "ratio",
+        "per round",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "CPU µs/req",
+        "CPU ratio",
+        "ok",
+    ]
     return table(headers, rows, markdown)
 
 

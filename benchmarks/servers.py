@@ -115,9 +115,34 @@ def child_env(app: str, variant: str) -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class Running:
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the server's processes (its process group)."""
+        return group_cpu_seconds(self.pid)
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds of the live processes in process group `pgid` (Linux /proc; else 0)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text(encoding="ascii", errors="replace").rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process is gone, or not readable
+        # after "pid (comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt
+        # cmajflt utime stime
+        if len(fields) > 12 and fields[2] == str(pgid):
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def running(server: Server, variant: str) -> Iterator[str]:
-    """Start `server` with `variant`, yield its URL once it answers; always stop it."""
+def running(server: Server, variant: str) -> Iterator[Running]:
+    """Start `server` with `variant`, yield it once it answers; always stop it."""
     port = free_port()
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
@@ -134,7 +159,7 @@ def running(server: Server, variant: str) -> Iterator[str]:
                 _wait_ready(proc, port)
             except ServerError as exc:
                 raise ServerError(f"{server.name}/{variant}: {exc}\n{_tail(log)}") from None
-            yield f"http://{HOST}:{port}/"
+            yield Running(f"http://{HOST}:{port}/", proc.pid)
             if proc.poll() is not None:
                 raise ServerError(f"{server.name}/{variant} exited during the run\n{_tail(log)}")
         finally:
