@@ -24,6 +24,14 @@ MAX_TRACESTATE = 64 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 CLIENT_DISCONNECTED = "ClientDisconnected"
 
+# Keys a framework (or `hooktel.frameworks`) may set in the ASGI scope / WSGI environ.
+ROUTE_KEY = "hooktel.route"
+"""The matched route template, a str."""
+EXCEPTION_KEY = "hooktel.exception"
+"""The exception the framework turned into its 5xx response."""
+OPERATION_KEY = "hooktel.operation"
+"""Set by the outermost hook point, so nested ones report nothing twice."""
+
 HeaderPairs = Sequence[tuple[str, str]]
 """(lowercase name, value) pairs, in the order they arrived."""
 
@@ -222,6 +230,13 @@ class HttpOperation:
         if self.route:
             attrs["http.route"] = self.route
         self.hooks.notify_error(self.id, attrs)
+
+    def complete(self, handled: object = None) -> None:
+        """End; or, when the framework turned exception `handled` into a 5xx, fail with it."""
+        if isinstance(handled, BaseException) and self.status_code >= 500:
+            self.fail_with(handled)
+        else:
+            self.end()
 
     def fail_with(self, exc: BaseException, client_gone: bool = False) -> None:
         """Report `exc`; as `ClientDisconnected` when it came from writing to a gone client."""

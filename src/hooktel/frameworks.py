@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from . import asgi, wsgi
+from ._http import EXCEPTION_KEY, ROUTE_KEY
 
-ROUTE_KEY = asgi.ROUTE_KEY
 _patches: list[tuple[Any, str, Any]] = []  # (owner, attribute, original), to undo
 
 
@@ -38,7 +39,10 @@ def uninstrument() -> None:
     """Remove every framework hook point `instrument()` installed."""
     while _patches:
         owner, attribute, original = _patches.pop()
-        setattr(owner, attribute, original)
+        if attribute == "disconnect":  # a signal receiver, not a patched attribute
+            owner.disconnect(original)
+        else:
+            setattr(owner, attribute, original)
 
 
 def _patch(owner: Any, attribute: str, make: Callable[[Any], Any]) -> None:
@@ -48,13 +52,15 @@ def _patch(owner: Any, attribute: str, make: Callable[[Any], Any]) -> None:
 
 
 def _patch_starlette(module: Any) -> None:
+    # __call__, not build_middleware_stack: FastAPI overrides the latter, and its
+    # __call__ ends in Starlette's.
     def make(original: Any) -> Any:
-        def build_middleware_stack(self: Any) -> Any:
-            return asgi.TelemetryMiddleware(original(self))
+        async def __call__(self: Any, scope: Any, receive: Any, send: Any) -> None:
+            await _cached(self, asgi.TelemetryMiddleware, original)(scope, receive, send)
 
-        return build_middleware_stack
+        return __call__
 
-    _patch(module.Starlette, "build_middleware_stack", make)
+    _patch(module.Starlette, "__call__", make)
 
 
 def _cached(app: Any, wrap: Callable[[Any], Any], original: Any) -> Any:
@@ -73,6 +79,23 @@ def _patch_flask(module: Any) -> None:
         return __call__
 
     _patch(module.Flask, "__call__", make)
+    signal = importlib.import_module("flask.signals").got_request_exception
+    signal.connect(_flask_exception, weak=False)
+    _patches.append((signal, "disconnect", _flask_exception))
+
+
+def _flask_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
+    """Flask turns the exception into a 500 itself; keep it for the error report."""
+    request = importlib.import_module("flask").request
+    request.environ[EXCEPTION_KEY] = exception
+
+
+def _django_exception(sender: Any, request: Any = None, **extra: Any) -> None:
+    """Django turns the exception into a 500 itself; keep it for the error report."""
+    carrier = getattr(request, "scope", None) or getattr(request, "environ", None)
+    exception = sys.exc_info()[1]
+    if isinstance(carrier, dict) and exception is not None:
+        carrier[EXCEPTION_KEY] = exception
 
 
 def _patch_django(base: Any) -> None:
@@ -105,3 +128,6 @@ def _patch_django(base: Any) -> None:
     _patch(wsgi_handler, "__call__", make_wsgi)
     _patch(asgi_handler, "__call__", make_asgi)
     _patch(base.BaseHandler, "resolve_request", make_resolve)
+    signal = importlib.import_module("django.core.signals").got_request_exception
+    signal.connect(_django_exception, weak=False, dispatch_uid="hooktel")
+    _patches.append((signal, "disconnect", _django_exception))

@@ -137,11 +137,7 @@ class ServerSpans:
             span = live.span
             if span.is_recording():
                 self._set_attributes(span, self._span_attributes(attrs.items()))
-                route = attrs.get("http.route")
-                if route:
-                    span.update_name(
-                        f"{'HTTP' if live.method == '_OTHER' else live.method} {route}"
-                    )
+                _name_after_route(live, attrs)
                 status = attrs.get("http.response.status_code", 0)
                 if status >= 500:
                     span.set_attribute("error.type", str(status))
@@ -164,6 +160,7 @@ class ServerSpans:
                         if not k.startswith(("error.", "exception."))
                     )
                 )
+                _name_after_route(live, attrs)
                 error_type = attrs.get("error.type", "_OTHER")
                 message = attrs.get("error.message", "")
                 span.set_attribute("error.type", error_type)
@@ -206,6 +203,12 @@ class ServerSpans:
             hook(span, dict(attrs))
         except Exception as exc:
             report_hook_error(which, self._name, self._version, exc)
+
+
+def _name_after_route(live: _Live, attrs: Attributes) -> None:
+    route = attrs.get("http.route")
+    if route:
+        live.span.update_name(f"{'HTTP' if live.method == '_OTHER' else live.method} {route}")
 
 
 def _end_time(live: _Live, attrs: Attributes) -> int:

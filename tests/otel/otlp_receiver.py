@@ -1,0 +1,108 @@
+"""A minimal OTLP/HTTP trace receiver on 127.0.0.1 that decodes what it gets.
+
+`POST /v1/traces` takes an `ExportTraceServiceRequest` (protobuf, as the real
+OTLP/HTTP exporter sends it) and keeps every span; `GET /spans` returns them
+as JSON; `GET /count` returns how many arrived. Run it in a thread
+(`OtlpReceiver`) or as its own process: `python -m tests.otel.otlp_receiver`
+prints `listening on PORT`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+
+def _value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(v) for v in value.array_value.values]
+    return getattr(value, kind) if kind else None
+
+
+def decode(body: bytes) -> list[dict[str, Any]]:
+    """The spans of one export request, flattened to plain dicts."""
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body)
+    spans = []
+    for resource_spans in request.resource_spans:
+        resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                spans.append(
+                    {
+                        "name": span.name,
+                        "kind": span.kind,
+                        "trace_id": span.trace_id.hex(),
+                        "span_id": span.span_id.hex(),
+                        "parent_span_id": span.parent_span_id.hex(),
+                        "start": span.start_time_unix_nano,
+                        "end": span.end_time_unix_nano,
+                        "status": span.status.code,
+                        "attributes": {a.key: _value(a.value) for a in span.attributes},
+                        "events": [e.name for e in span.events],
+                        "scope": scope_spans.scope.name,
+                        "resource": resource,
+                    }
+                )
+    return spans
+
+
+class OtlpReceiver(ThreadingHTTPServer):
+    """The receiving server; `spans` holds everything decoded so far."""
+
+    daemon_threads = True
+
+    def __init__(self, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
+        self.spans: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1/traces"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: OtlpReceiver
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        spans = decode(body)
+        with self.server.lock:
+            self.server.spans.extend(spans)
+        self._answer(ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
+
+    def do_GET(self) -> None:
+        with self.server.lock:
+            data = self.server.spans if self.path == "/spans" else len(self.server.spans)
+            payload = json.dumps(data).encode()
+        self._answer(payload, "application/json")
+
+    def _answer(self, payload: bytes, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    receiver = OtlpReceiver(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    print(f"listening on {receiver.server_address[1]}", flush=True)
+    receiver.serve_forever()
