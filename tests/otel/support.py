@@ -267,7 +267,7 @@ class OtelServer:
     process: subprocess.Popen[bytes]
     port: int
     stderr_path: Path
-    http: httpx.Client = field(default_factory=lambda: fresh_connections())
+    http: httpx.Client = field(default_factory=fresh_connections)
     """For control requests and `request()`: a new connection each time, so a server that
     closes a connection after an error never fails the next request on it."""
 
@@ -315,11 +315,12 @@ class OtelServer:
 
     def wait_idle(self, timeout: float = 10.0) -> State:
         """The state once no request is in flight: every finished request's span is in it."""
-        return wait_for(
-            lambda: (lambda s: s if s.in_flight == 0 else None)(self.state()),
-            f"{self.name}: requests in flight to finish",
-            timeout,
-        )
+
+        def idle() -> State | None:
+            state = self.state()
+            return state if state.in_flight == 0 else None
+
+        return wait_for(idle, f"{self.name}: requests in flight to finish", timeout)
 
     # ------------------------------------------------------------ requests
 
@@ -408,7 +409,9 @@ def start(
             [sys.executable, *kind.spec.args], cwd=ROOT, env=full_env, stdout=stdout, stderr=stderr
         )
     try:
-        port = wait_for(lambda: _port(kind.spec, stderr_path, process), f"{kind.name} to listen", 30)
+        port = wait_for(
+            lambda: _port(kind.spec, stderr_path, process), f"{kind.name} to listen", 30
+        )
         server = OtelServer(kind, fast_path, process, port, stderr_path)
         wait_for(lambda: _answers(server), f"{kind.name} to answer", 30)
     except BaseException:

@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import django
 from django.conf import settings
@@ -25,6 +26,7 @@ settings.configure(
 django.setup()
 
 from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.handlers.asgi import ASGIRequest  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.http import (  # noqa: E402
     HttpRequest,
@@ -61,6 +63,8 @@ def boom(request: HttpRequest) -> HttpResponse:
 
 
 def stream(request: HttpRequest) -> StreamingHttpResponse:
+    """Sync chunks under WSGI; async ones under ASGI, where Django would read a sync
+    iterator to its end before sending anything."""
     n, interval, tail = harness.stream_params(dict(request.GET.items()))
 
     def chunks() -> Iterator[bytes]:
@@ -70,7 +74,15 @@ def stream(request: HttpRequest) -> StreamingHttpResponse:
             yield harness.chunk(i)
         time.sleep(tail)
 
-    return StreamingHttpResponse(chunks(), content_type="text/plain")
+    async def async_chunks() -> AsyncIterator[bytes]:
+        for i in range(n):
+            if i:
+                await asyncio.sleep(interval)
+            yield harness.chunk(i)
+        await asyncio.sleep(tail)
+
+    content = async_chunks() if isinstance(request, ASGIRequest) else chunks()
+    return StreamingHttpResponse(content, content_type="text/plain")
 
 
 def health(request: HttpRequest) -> HttpResponse:

@@ -102,8 +102,10 @@ def boom() -> None:
 
 def stream_params(query: dict[str, str]) -> tuple[int, float, float]:
     """`?n=&interval=&tail=`: chunks, seconds between them, seconds after the last one."""
-    return int(query.get("n", "4")), float(query.get("interval", "0.05")), float(
-        query.get("tail", "0.2")
+    return (
+        int(query.get("n", "4")),
+        float(query.get("interval", "0.05")),
+        float(query.get("tail", "0.2")),
     )
 
 
@@ -197,7 +199,8 @@ def configure(spec: dict[str, Any]) -> None:
             os.environ[name] = value
     _detach("counter")
     if "probe" not in _refs:
-        _attach("probe", hooktel.Instrument("http", "probe", "1.0", on_operation_start=_probe_start))
+        probe = hooktel.Instrument("http", "probe", "1.0", on_operation_start=_probe_start)
+        _attach("probe", probe)
     if "otel" in spec:
         if spec["otel"] is False:
             _otel.uninstrument()

@@ -22,9 +22,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 10
 
-    def _answer(
-        self, status: int, body: bytes, headers: tuple[tuple[str, str], ...] = ()
-    ) -> None:
+    def _answer(self, status: int, body: bytes, headers: tuple[tuple[str, str], ...] = ()) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -38,7 +36,7 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if path.startswith(harness.CONTROL_PREFIX):
             self._answer(*harness.control(self.command, path, body))
-        elif path.startswith("/items/"):
+        elif path.startswith(("/items/", "/api/items/")):
             self._answer(
                 200, json.dumps(harness.child_span("thread")).encode(), harness.RESPONSE_HEADERS
             )
@@ -59,19 +57,19 @@ class Handler(BaseHTTPRequestHandler):
     do_PURGE = do_GET
 
     def _stream(self, query: dict[str, str]) -> None:
+        """Chunks as they come, then the end of the body is the end of the connection."""
         n, interval, tail = harness.stream_params(query)
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
-        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
         self.end_headers()
+        self.close_connection = True
         for i in range(n):
             if i:
                 time.sleep(interval)
-            data = harness.chunk(i)
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.write(harness.chunk(i))
             self.wfile.flush()
         time.sleep(tail)
-        self.wfile.write(b"0\r\n\r\n")
 
     def log_message(self, format: str, *args: object) -> None:
         pass

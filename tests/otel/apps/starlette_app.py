@@ -1,4 +1,4 @@
-"""A Starlette app with no instrumentation of its own: `uvicorn tests.otel.apps.starlette_app:app`."""
+"""A Starlette app, no instrumentation of its own: `uvicorn tests.otel.apps.starlette_app:app`."""
 
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ from tests.otel.apps import harness
 
 
 async def item(request: Request) -> JSONResponse:
-    return JSONResponse(
-        harness.child_span("async"), headers=dict(harness.RESPONSE_HEADERS)
-    )
+    return JSONResponse(harness.child_span("async"), headers=dict(harness.RESPONSE_HEADERS))
 
 
 def sync_item(request: Request) -> JSONResponse:  # Starlette runs it in a thread
