@@ -227,6 +227,8 @@ class State:
     stale: list[dict[str, Any]]
     log: list[dict[str, Any]]
     pid: int
+    instruments: list[str]
+    """The names of the attached hooktel instruments, in registration order."""
 
     def server_spans(self) -> list[Span]:
         return [s for s in self.spans if s.kind == "SERVER"]
@@ -301,7 +303,7 @@ class OtelServer:
         full_env.update(env or {})
         self.configure(
             env=full_env,
-            otel={} if otel is True else (dict(otel) if otel else False),
+            otel=False if otel is False else ({} if otel is True else dict(otel)),
             logger=logger,
             clear=True,
         )

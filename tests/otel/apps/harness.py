@@ -153,8 +153,19 @@ def _counter_done(op_id: int, attrs: hooktel.Attributes) -> None:
         _in_flight.pop(op_id, None)
 
 
+_control_ops: set[int] = set()
+
+
 def _logger_hook(event: str) -> Callable[[int, hooktel.Attributes], None]:
+    """Log one hook call; control requests (http.server sees them) are left out."""
+
     def hook(op_id: int, attrs: hooktel.Attributes) -> None:
+        if str(attrs.get("url.path", "")).startswith(CONTROL_PREFIX):
+            _control_ops.add(op_id)
+        if op_id in _control_ops:
+            if event != "start":
+                _control_ops.discard(op_id)
+            return
         record = {"event": event, "op_id": op_id}
         for key in ("url.path", "http.response.status_code", "error.type"):
             if key in attrs:
@@ -283,6 +294,7 @@ def state() -> dict[str, Any]:
             "stale": list(_stale),
             "log": list(_log),
             "pid": os.getpid(),
+            "instruments": [info.name for info in hooktel.instruments()],
         }
 
 
