@@ -151,6 +151,7 @@ class _Request:
 
     def send_response_only(self, code: int, message: str | None = None) -> None:
         self.status = code
+        self.response_headers = []  # the final head starts afresh after an interim one
         if self.op is not None:
             self.op.respond(code, ())
         type(self.handler).send_response_only(self.handler, code, message)
@@ -162,13 +163,16 @@ class _Request:
 
     def end_headers(self) -> None:
         handler, op = self.handler, self.op
-        if op is not None:
+        # An interim head (100 Continue, 103 Early Hints) is not the response's: the
+        # injected headers, and the body bytes, belong with the final head to come.
+        final = not 100 <= self.status < 200
+        if op is not None and final:
             for name, value in op.inject().items():
                 type(handler).send_header(handler, name, value)
             if self.response_headers:
                 op.respond(self.status, self.response_headers)
         type(handler).end_headers(handler)
-        if not 100 <= self.status < 200:  # after an interim `100 Continue`, the head is to come
+        if final:
             self.headers_sent = True
 
     def log_error(self, format: str, *args: Any) -> None:

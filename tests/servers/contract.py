@@ -363,8 +363,8 @@ class ServerContract:
 
     @pytest.mark.parametrize(
         "target",
-        ["/stream", "/stream?swallow"],
-        ids=["write-error-propagates", "app-swallows-write-error"],
+        ["/stream", "/stream?gone=return", "/stream?gone=raise"],
+        ids=["app-carries-on", "app-returns", "app-raises"],
     )
     def test_client_disconnect_mid_response(self, server: Server, target: str) -> None:
         tag = new_tag()

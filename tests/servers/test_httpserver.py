@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
-from tests.servers.contract import ServerContract
+import socket
+
+from tests.servers.contract import ServerContract, new_tag, read_head, read_to_end
+from tests.support.apps import HELLO_BODY
+from tests.support.recorder import TAG_HEADER
+from tests.support.servers import Server
 
 
 class TestThreadingHTTPServer(ServerContract):
     server_name = "httpserver"
     app_error_status = None  # http.server logs the exception and closes the connection
+
+    def test_interim_103_gets_no_injected_headers(self, server: Server) -> None:
+        """Injected headers go on the final response head, not on an interim `103`."""
+        tag = new_tag()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5.0) as sock:
+            sock.sendall(
+                f"GET /early-hints HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                f"{TAG_HEADER}: {tag}\r\nConnection: close\r\n\r\n".encode()
+            )
+            interim = read_head(sock)
+            final = read_to_end(sock)
+        op = server.events.operation(tag)
+        head, _, body = final.partition(b"\r\n\r\n")
+        assert interim.startswith(b"HTTP/1.1 103 "), interim
+        assert b"x-hooktel-op" not in interim.lower()
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        assert f"x-hooktel-op: {op.id}".encode() in head.lower()
+        assert body == HELLO_BODY
+        assert op.sequence() == ["start", "inject", "end"]
+        assert op.end["http.response.status_code"] == 200
+        assert op.end["http.response.body.size"] == len(HELLO_BODY)
+        assert op.end["http.response.header.content-type"] == ["text/plain"]
+        assert "http.response.header.link" not in op.end  # that was the 103's

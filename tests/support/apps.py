@@ -10,10 +10,15 @@ Routes, the same on all three:
   `HELLO_HEADERS`;
 - `/write` (WSGI only): the same answer, part of it through `write()`;
 - `/boom`: raises `RuntimeError(BOOM_MESSAGE)` before answering;
-- `/stream`: answers 200 and writes `CHUNK` every 20 ms, for up to 10 s or
-  until the client is gone (the ASGI app learns that from `receive()`);
-  `/stream?swallow` writes the chunks itself (WSGI `write()`, `http.server`
-  `wfile`) and returns quietly when a write fails because the client is gone.
+- `/stream?gone=...`: answers 200 and writes `CHUNK` every 20 ms, for up to
+  10 s or until the client is gone, then does what `gone` says:
+  `ignore` (the default): carries on as if nothing happened (ASGI: finishes
+  the response; WSGI: streams an iterable, so the server meets the error;
+  `http.server`: lets the write error propagate); `return`: stops quietly
+  (WSGI and `http.server` write the chunks themselves and catch the error);
+  `raise`: raises `RuntimeError(GONE_MESSAGE)` instead. The ASGI app learns
+  that the client is gone from `receive()`, as uvicorn drops sends silently;
+- `/early-hints` (`http.server` only): a `103 Early Hints` head, then `/hello`.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from urllib.parse import parse_qs
 import hooktel.httpserver
 from hooktel.asgi import TelemetryMiddleware as AsgiTelemetry
 from hooktel.wsgi import TelemetryMiddleware as WsgiTelemetry
-from tests.support.recorder import attach_from_env
+from tests.support.recorder import TAG_HEADER, attach_from_env, served
 
 HELLO_PIECES = (b"hello, ", b"world\n")
 HELLO_BODY = b"".join(HELLO_PIECES)
@@ -44,6 +49,7 @@ HELLO_HEADERS = (
     ("Set-Cookie", "session=secret-set-cookie"),
 )
 BOOM_MESSAGE = "app exploded"
+GONE_MESSAGE = "client went away"
 CHUNK = b"chunk\n"
 STREAM_SECONDS = 10.0
 CHUNK_INTERVAL = 0.02
@@ -53,6 +59,11 @@ attach_from_env()
 
 def _status(query: str) -> int:
     return int(parse_qs(query).get("status", ["200"])[0])
+
+
+def _gone(query: str) -> str:
+    """What the app does once the client is gone: `ignore`, `return` or `raise`."""
+    return parse_qs(query).get("gone", ["ignore"])[0]
 
 
 def boom() -> None:
@@ -75,7 +86,7 @@ async def raw_asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if path == "/boom":
         boom()
     if path == "/stream":
-        await _asgi_stream(receive, send)
+        await _asgi_stream(receive, send, _gone(scope["query_string"].decode()))
         return
     more_body = True
     while more_body:  # read the whole request body
@@ -89,7 +100,7 @@ async def raw_asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _asgi_stream(receive: Any, send: Any) -> None:
+async def _asgi_stream(receive: Any, send: Any, gone_then: str) -> None:
     """Stream until the client is gone; uvicorn drops sends silently, so watch `receive()`."""
     gone = asyncio.Event()
 
@@ -112,13 +123,29 @@ async def _asgi_stream(receive: Any, send: Any) -> None:
             await send({"type": "http.response.body", "body": CHUNK, "more_body": True})
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(gone.wait(), CHUNK_INTERVAL)
-        if not gone.is_set():
+        if gone.is_set() and gone_then == "raise":
+            raise RuntimeError(GONE_MESSAGE)
+        if not gone.is_set() or gone_then == "ignore":
             await send({"type": "http.response.body", "body": b""})
     finally:
         watcher.cancel()
 
 
-asgi_app = AsgiTelemetry(raw_asgi_app)
+def _asgi_served(app: Any) -> Any:
+    """Outermost layer: marks each request served once the middleware is done with it."""
+
+    async def marked(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await app(scope, receive, send)
+        finally:
+            if scope["type"] == "http":
+                tag = dict(scope["headers"]).get(TAG_HEADER.encode(), b"").decode()
+                served(tag or None)
+
+    return marked
+
+
+asgi_app = _asgi_served(AsgiTelemetry(raw_asgi_app))
 
 
 # ---------------------------------------------------------------- WSGI
@@ -130,10 +157,11 @@ def raw_wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
         boom()
     if path == "/stream":
         write = start_response("200 OK", [("Content-Type", "text/plain")])
-        if "swallow" in environ.get("QUERY_STRING", ""):
-            _wsgi_write_stream(write)
-            return []
-        return _wsgi_stream()
+        gone_then = _gone(environ.get("QUERY_STRING", ""))
+        if gone_then == "ignore":
+            return _wsgi_stream()
+        _wsgi_write_stream(write, gone_then)
+        return []
     length = environ.get("CONTENT_LENGTH") or "0"
     environ["wsgi.input"].read(int(length))
     status = _status(environ.get("QUERY_STRING", ""))
@@ -151,18 +179,51 @@ def _wsgi_stream() -> Iterator[bytes]:
         time.sleep(CHUNK_INTERVAL)
 
 
-def _wsgi_write_stream(write: Any) -> None:
-    """Stream through `write()`, and stop quietly when the client is gone, as apps do."""
+def _wsgi_write_stream(write: Any, gone_then: str) -> None:
+    """Stream through `write()`; when the client is gone, return or raise, as apps do."""
     deadline = time.monotonic() + STREAM_SECONDS
     while time.monotonic() < deadline:
         try:
             write(CHUNK)
-        except OSError:
+        except OSError as exc:
+            if gone_then == "raise":
+                raise RuntimeError(GONE_MESSAGE) from exc
             return
         time.sleep(CHUNK_INTERVAL)
 
 
-wsgi_app = WsgiTelemetry(raw_wsgi_app)
+class _WsgiServed:
+    """Outermost layer: marks the request served once the server closed the response."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        tag = environ.get("HTTP_" + TAG_HEADER.upper().replace("-", "_"))
+        try:
+            response = self.app(environ, start_response)
+        except BaseException:
+            served(tag)
+            raise
+        return _ClosedThenServed(response, tag)
+
+
+class _ClosedThenServed:
+    def __init__(self, response: Any, tag: str | None) -> None:
+        self._response = response
+        self._tag = tag
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._response)
+
+    def close(self) -> None:
+        try:
+            self._response.close()
+        finally:
+            served(self._tag)
+
+
+wsgi_app = _WsgiServed(WsgiTelemetry(raw_wsgi_app))
 
 
 # ---------------------------------------------------------------- http.server
@@ -174,13 +235,26 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive and `Expect: 100-continue`, as servers do
     timeout = 10  # a stuck connection must not hold up the server's shutdown
 
+    def handle_one_request(self) -> None:
+        """Marks the request served once the (instrumented) base class is done with it."""
+        self.headers = None  # type: ignore[assignment]  # a kept-alive connection's last request
+        try:
+            super().handle_one_request()
+        finally:
+            if self.headers is not None:
+                served(self.headers.get(TAG_HEADER))
+
     def do_GET(self) -> None:
         path, _, query = self.path.partition("?")
         if path == "/boom":
             boom()
         if path == "/stream":
-            self._stream(swallow="swallow" in query)
+            self._stream(_gone(query))
             return
+        if path == "/early-hints":
+            self.send_response(103)
+            self.send_header("Link", "</style.css>; rel=preload")
+            self.end_headers()
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.send_response(_status(query))
         for name, value in HELLO_HEADERS:
@@ -194,7 +268,7 @@ class Handler(BaseHTTPRequestHandler):
     do_PURGE = do_GET
     do_HEAD = do_GET
 
-    def _stream(self, swallow: bool) -> None:
+    def _stream(self, gone_then: str) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Connection", "close")
@@ -203,10 +277,12 @@ class Handler(BaseHTTPRequestHandler):
         while time.monotonic() < deadline:
             try:
                 self.wfile.write(CHUNK)
-            except OSError:
-                if swallow:  # as many handlers do: the client is gone, nothing left to do
-                    return
-                raise
+            except OSError as exc:
+                if gone_then == "ignore":
+                    raise
+                if gone_then == "raise":
+                    raise RuntimeError(GONE_MESSAGE) from exc
+                return
             time.sleep(CHUNK_INTERVAL)
 
 

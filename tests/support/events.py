@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.support.recorder import TAG_HEADER
+from tests.support.recorder import SERVED, TAG_HEADER
 
 RECORDERS = ("primary", "auxiliary")  # in registration order
 T = TypeVar("T")
@@ -49,6 +49,8 @@ def check_lifecycle(events: list[Event], complete: bool = True) -> None:
     """
     streams: dict[tuple[int, str, int], list[Event]] = {}
     for event in events:
+        if event.instrument not in RECORDERS:
+            continue
         streams.setdefault((event.pid, event.instrument, event.op_id), []).append(event)
     pattern = _COMPLETE if complete else _IN_FLIGHT
     for key, stream in streams.items():
@@ -77,30 +79,36 @@ class EventLog:
         return [Event(**json.loads(line)) for line in complete.splitlines()]
 
     def operation(self, tag: str, timeout: float = 5.0) -> Operation:
-        """The finished operation of the request sent with `x-test-id: tag`.
+        """The operation of the request sent with `x-test-id: tag`, once the server is done.
 
-        Waits until every recording instrument has seen it end or fail, then
-        checks the lifecycle of everything recorded so far.
+        Waits for the app's `served` line for `tag` (written after the last
+        hook of the request could run), then checks the lifecycle of every
+        operation recorded so far.
         """
 
-        def finished() -> Operation | None:
+        def served() -> list[Event] | None:
             events = self.read()
-            starts = [
-                e
-                for e in events
-                if e.event == "start" and e.attrs.get(f"http.request.header.{TAG_HEADER}") == [tag]
-            ]
-            if not starts:
-                return None
-            first = starts[0]
-            op_events = [e for e in events if (e.pid, e.op_id) == (first.pid, first.op_id)]
-            endings = [e for e in op_events if e.event in ("end", "error")]
-            if len(endings) < len(RECORDERS):
-                return None
-            check_lifecycle(events, complete=False)
-            return Operation(first.op_id, op_events)
+            done = any(e.event == SERVED and e.attrs["tag"] == tag for e in events)
+            return events if done else None
 
-        return wait_for(finished, f"the end of the operation tagged {tag!r}", timeout)
+        events = wait_for(served, f"the server to be done with the request tagged {tag!r}", timeout)
+        check_lifecycle(events, complete=False)
+        starts = [
+            e
+            for e in events
+            if e.event == "start" and e.attrs.get(f"http.request.header.{TAG_HEADER}") == [tag]
+        ]
+        assert len(starts) == len(RECORDERS), f"expected a start per recorder, got {starts}"
+        first = starts[0]
+        op_events = [
+            e
+            for e in events
+            if e.instrument in RECORDERS and (e.pid, e.op_id) == (first.pid, first.op_id)
+        ]
+        for instrument in RECORDERS:  # this operation is over: it has its end or error
+            sequence = [e.event for e in op_events if e.instrument == instrument]
+            assert sequence[-1] in ("end", "error"), f"{instrument} saw {sequence}"
+        return Operation(first.op_id, op_events)
 
 
 @dataclass(frozen=True)

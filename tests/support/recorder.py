@@ -15,6 +15,10 @@ time, in this order:
 The names sort opposite to registration order, so an order test cannot pass
 by accident of sorting. Each JSON line is written and flushed under a lock,
 so the file order is the order the hooks ran in.
+
+The apps also write one `served` line per request once the server is done
+with it (`served()`), after every hook of its operation has run: a test waits
+for that line, so "nothing after the end" is checked, not raced.
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ CAPTURE_REQUEST = (
     "x-api-key",
     "x-csrf-token",
 )
-CAPTURE_RESPONSE = ("x-app-header", "set-cookie", "content-type")
+CAPTURE_RESPONSE = ("x-app-header", "set-cookie", "content-type", "link")
 HOOK_ERROR_MESSAGE = "hook exploded"
+SERVED = "served"
+_out: JsonLines | None = None
 
 
 class JsonLines:
@@ -103,12 +109,27 @@ def _faulty_start(op_id: int, attrs: hooktel.Attributes) -> None:
         raise RuntimeError(HOOK_ERROR_MESSAGE)
 
 
+def served(tag: str | None) -> None:
+    """Record that the server is done with the request tagged `tag`."""
+    if _out is not None:
+        _out.write(
+            {
+                "instrument": "app",
+                "event": SERVED,
+                "op_id": 0,
+                "pid": os.getpid(),
+                "attrs": {"tag": tag},
+            }
+        )
+
+
 def attach_from_env() -> None:
     """Attach the three test instruments when `HOOKTEL_TEST_EVENTS` is set."""
+    global _out  # noqa: PLW0603 - one events file per server process
     path = os.environ.get(EVENTS_ENV)
     if not path:
         return
-    out = JsonLines(path)
+    out = _out = JsonLines(path)
     hooktel.attach(
         recording_instrument(
             out, "primary", "1.0", {"x-hooktel-op": "{op_id}", "x-injected-by": "primary"}
