@@ -159,7 +159,7 @@ class ServerContract:
         assert end["http.response.status_code"] == 200
         assert end["http.response.body.size"] == len(HELLO_BODY)
 
-    def test_status_code_is_the_one_sent(self, server: Server) -> None:
+    def test_status_sent_and_missing_attributes_left_out(self, server: Server) -> None:
         response, op = send(server, "/hello?status=201")
         assert response.status_code == 201
         assert op.end["http.response.status_code"] == 201
@@ -179,6 +179,7 @@ class ServerContract:
             ("[::1", None, None, None),
             ("example.test:http", None, None, None),
         ],
+        ids=["ipv6-port", "ipv6", "name-port", "name", "bad-ipv6", "bad-port"],
     )
     def test_server_address_from_host(
         self,
@@ -367,6 +368,10 @@ class ServerContract:
         ids=["app-carries-on", "app-returns", "app-raises"],
     )
     def test_client_disconnect_mid_response(self, server: Server, target: str) -> None:
+        """Closing the socket after the first chunk is one `ClientDisconnected` error.
+
+        Whatever the app does next (carry on, return, raise), nothing follows it.
+        """
         tag = new_tag()
         with socket.create_connection(("127.0.0.1", server.port), timeout=5.0) as sock:
             sock.sendall(
