@@ -232,6 +232,21 @@ class ServerContract:
         assert op.start["http.request.method_original"] == "PURGE"
         assert op.end["http.response.status_code"] == 200
 
+    def test_keep_alive_requests_are_separate_operations(self, server: Server) -> None:
+        tags = [new_tag(), new_tag()]
+        with httpx.Client(timeout=5.0) as client:
+            responses = [
+                client.get(server.url(f"/hello?n={n}"), headers={TAG_HEADER: tag})
+                for n, tag in enumerate(tags)
+            ]
+        first, second = (server.events.operation(tag) for tag in tags)
+        assert [r.headers["x-hooktel-op"] for r in responses] == [str(first.id), str(second.id)]
+        assert first.id != second.id
+        for n, op in enumerate((first, second)):
+            assert op.sequence() == ["start", "inject", "end"]
+            assert op.start["url.query"] == f"n={n}"
+            assert op.end["http.response.body.size"] == len(HELLO_BODY)
+
     # ------------------------------------------------------------ trace context
 
     @pytest.mark.parametrize(

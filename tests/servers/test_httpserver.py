@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import socket
 
-from tests.servers.contract import ServerContract, new_tag, read_head, read_to_end
+from tests.servers.contract import ServerContract, exchange, new_tag, read_head, read_to_end
 from tests.support.apps import HELLO_BODY
+from tests.support.events import wait_for
 from tests.support.recorder import TAG_HEADER
 from tests.support.servers import Server
 
@@ -36,3 +37,25 @@ class TestThreadingHTTPServer(ServerContract):
         assert op.end["http.response.body.size"] == len(HELLO_BODY)
         assert op.end["http.response.header.content-type"] == ["text/plain"]
         assert "http.response.header.link" not in op.end  # that was the 103's
+
+    def test_malformed_request_is_a_parse_error(self, server: Server) -> None:
+        """http.server answers 400 before the handler runs: one `ParseError` error, no end."""
+
+        def parse_errors() -> list[int]:
+            return [
+                e.op_id
+                for e in server.events.read()
+                if e.instrument == "primary" and e.event == "error"
+                if e.attrs["error.type"] == "ParseError"
+            ]
+
+        before = parse_errors()
+        received = exchange(server, "GET /two words HTTP/1.1\r\n\r\n")
+        assert received.split(b" ", 2)[1] == b"400", received
+        new = wait_for(lambda: [i for i in parse_errors() if i not in before], "a ParseError")
+        assert len(new) == 1
+        events = [
+            e for e in server.events.read() if e.instrument == "primary" and e.op_id == new[0]
+        ]
+        assert [e.event for e in events] == ["start", "error"]
+        assert events[1].attrs["http.response.status_code"] == 400
