@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ._http import CLIENT_DISCONNECTED, begin_http, header_pairs, omits_body
+from ._http import (
+    CLIENT_DISCONNECTED,
+    EXCEPTION_KEY,
+    OPERATION_KEY,
+    ROUTE_KEY,
+    begin_http,
+    header_pairs,
+    omits_body,
+)
 from ._registry import HOOKS_BY_KIND, Hooks
 
 Scope = MutableMapping[str, Any]
@@ -19,10 +27,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _HTTP = 1  # InstrumentKind.HTTP, as a constant index into HOOKS_BY_KIND
-ROUTE_KEY = "hooktel.route"
-"""Scope key where a framework may put the matched route template (a str)."""
-OPERATION_KEY = "hooktel.operation"
-"""Scope key marking a request already reported by an outer middleware."""
 
 
 class TelemetryMiddleware:
@@ -42,13 +46,14 @@ class TelemetryMiddleware:
 class _Request:
     """One request's wrapped `receive`/`send` and its operation."""
 
-    __slots__ = ("_counts_body", "_receive", "_send", "op", "scope")
+    __slots__ = ("_counts_body", "_receive", "_send", "_sent", "op", "scope")
 
     def __init__(self, hooks: Hooks, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
         self._receive = receive
         self._send = send
         self._counts_body = True
+        self._sent = False  # the last body message went out; a 5xx waits for the app
         server = scope.get("server")
         client = scope.get("client")
         raw_path = scope.get("raw_path")
@@ -75,11 +80,15 @@ class _Request:
             raise
         if not op.done:
             self._note_route()
-            op.fail("RuntimeError", "ASGI app returned without completing the response")
+            if self._sent:
+                op.complete(self.scope.get(EXCEPTION_KEY))
+            else:
+                op.fail("RuntimeError", "ASGI app returned without completing the response")
 
     async def receive(self) -> Message:
         message = await self._receive()
-        if message["type"] == "http.disconnect" and not self.op.done:
+        # Once the last body message is out, a disconnect is the normal end of the exchange.
+        if message["type"] == "http.disconnect" and not self.op.done and not self._sent:
             self._note_route()
             self.op.fail(
                 CLIENT_DISCONNECTED, "client disconnected before the response was complete"
@@ -94,10 +103,13 @@ class _Request:
         elif kind == "http.response.body" and self._counts_body:
             op.body_size += len(message.get("body", b""))
         if kind == "http.response.body" and not message.get("more_body", False):
+            self._sent = True
             # End before the last send: the server may start the next pipelined
-            # request from inside it, and must not inherit this one's context.
-            self._note_route()
-            op.end()
+            # request from inside it, and must not inherit this one's context. A
+            # 5xx waits for the app instead, to report the exception behind it.
+            if op.status_code < 500:
+                self._note_route()
+                op.end()
         try:
             await self._send(message)
         except OSError as exc:
@@ -106,6 +118,7 @@ class _Request:
 
     def _start_response(self, message: Message) -> Message:
         op = self.op
+        self._note_route()  # while routing state is in the scope: some routers undo it later
         headers = message.get("headers", ())
         op.respond(message["status"], header_pairs(headers) if op.hooks.response_capture else ())
         self._counts_body = not omits_body(self.scope["method"], message["status"])
@@ -116,7 +129,34 @@ class _Request:
         return {**message, "headers": [*headers, *extra]}
 
     def _note_route(self) -> None:
+        if self.op.route is not None:  # the first one seen: routers may undo theirs later
+            return
         scope = self.scope
-        route = scope.get(ROUTE_KEY) or getattr(scope.get("route"), "path", None)  # Starlette
+        route = scope.get(ROUTE_KEY) or _starlette_route(scope)
         if isinstance(route, str):
             self.op.route = route
+
+
+def _starlette_route(scope: Scope) -> str | None:
+    """The matched Starlette route's template, after the paths of the `Mount`s above it.
+
+    Starlette's router keeps the innermost route in `scope["route"]` and adds
+    each mount's path to `root_path`; `app_root_path` is the root path before them.
+    FastAPI's included routers keep the route as declared (without the prefixes)
+    there, and the whole template in their effective route context.
+    """
+    fastapi = scope.get("fastapi")
+    effective = fastapi.get("effective_route_context") if isinstance(fastapi, dict) else None
+    path = getattr(effective, "path_format", None)
+    if not isinstance(path, str):
+        path = getattr(scope.get("route"), "path", None)
+    if not isinstance(path, str):
+        return None
+    root_path = scope.get("root_path") or ""
+    app_root_path = scope.get("app_root_path", root_path)
+    mounted = (
+        isinstance(root_path, str)
+        and isinstance(app_root_path, str)
+        and root_path.startswith(app_root_path)
+    )
+    return root_path[len(app_root_path) :] + path if mounted else path

@@ -79,9 +79,24 @@ def _patch_flask(module: Any) -> None:
         return __call__
 
     _patch(module.Flask, "__call__", make)
+    # Flask drops the request from the environ before the response is sent: note the
+    # matched rule where the hook point looks, as soon as the request is matched.
+    context = importlib.import_module("flask.ctx").RequestContext
+    if hasattr(context, "match_request"):
+        _patch(context, "match_request", _make_flask_match)
     signal = importlib.import_module("flask.signals").got_request_exception
     signal.connect(_flask_exception, weak=False)
     _patches.append((signal, "disconnect", _flask_exception))
+
+
+def _make_flask_match(original: Any) -> Any:
+    def match_request(self: Any) -> None:
+        original(self)
+        rule = getattr(getattr(self.request, "url_rule", None), "rule", None)
+        if isinstance(rule, str):
+            self.request.environ[ROUTE_KEY] = rule
+
+    return match_request
 
 
 def _flask_exception(sender: Any, exception: BaseException, **extra: Any) -> None:

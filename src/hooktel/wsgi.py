@@ -11,7 +11,15 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from ._http import CLIENT_DISCONNECTED, begin_http, header_pairs, omits_body
+from ._http import (
+    CLIENT_DISCONNECTED,
+    EXCEPTION_KEY,
+    OPERATION_KEY,
+    ROUTE_KEY,
+    begin_http,
+    header_pairs,
+    omits_body,
+)
 from ._registry import HOOKS_BY_KIND, Hooks
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -21,10 +29,6 @@ StartResponse = Callable[..., Write]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _HTTP = 1  # InstrumentKind.HTTP, as a constant index into HOOKS_BY_KIND
-ROUTE_KEY = "hooktel.route"
-"""Environ key where a framework may put the matched route template (a str)."""
-OPERATION_KEY = "hooktel.operation"
-"""Environ key marking a request already reported by an outer middleware."""
 
 
 class TelemetryMiddleware:
@@ -179,6 +183,6 @@ class _Response:
             if not op.done:
                 request.note_route()
                 if self._exhausted:
-                    op.end()
+                    op.complete(request.environ.get(EXCEPTION_KEY))
                 else:
                     op.fail(CLIENT_DISCONNECTED, "response closed before it was fully sent")
