@@ -44,6 +44,7 @@ def traced(fast_path: str, **options: Any) -> Iterator[tuple[TracerProvider, InM
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     instrumentation = HttpInstrumentation()
+    instrumentation.uninstrument()  # a singleton: whatever instrumented it before lets go
     instrumentation.instrument(tracer_provider=provider, **options)
     try:
         yield provider, exporter

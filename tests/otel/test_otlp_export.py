@@ -52,6 +52,7 @@ def receiver(
     provider = TracerProvider(resource=Resource.create({"service.name": "orders"}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=receiver.endpoint)))
     instrumentation = HttpInstrumentation()
+    instrumentation.uninstrument()  # a singleton: whatever instrumented it before lets go
     # The receiver is an http.server in this process: leave its own requests untraced.
     instrumentation.instrument(tracer_provider=provider, excluded_urls="/v1/traces")
     try:
