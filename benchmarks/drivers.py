@@ -100,9 +100,12 @@ def wsgi_call(app: Any) -> Call:
     return call
 
 
-def httpserver_call(handler_class: Any) -> Call:
+HELLO_REQUEST = f"GET / HTTP/1.1\r\nHost: {HOST_HEADER}\r\n\r\n".encode()
+
+
+def httpserver_call(handler_class: Any, request: bytes = HELLO_REQUEST) -> Call:
     """`handle_one_request()` on a handler whose socket files are in memory."""
-    rfile = io.BytesIO(f"GET / HTTP/1.1\r\nHost: {HOST_HEADER}\r\n\r\n".encode())
+    rfile = io.BytesIO(request)
     wfile = io.BytesIO()
     handler = handler_class.__new__(handler_class)  # skip __init__: it would serve a socket
     handler.rfile = rfile
@@ -121,7 +124,7 @@ def httpserver_call(handler_class: Any) -> Call:
     return call
 
 
-DRIVERS: dict[str, Callable[[Any], Call]] = {
+DRIVERS: dict[str, Callable[..., Call]] = {  # (app, **AppSpec.driver_options) -> call
     "asgi": asgi_call,
     "wsgi": wsgi_call,
     "httpserver": httpserver_call,

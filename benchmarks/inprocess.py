@@ -32,6 +32,7 @@ class InprocessResult:
     variant_ns: float  # median ns per request, with the variant
     added_ns: float  # median over repeats of (variant - bare)
     added_ns_spread: tuple[float, float]  # min and max of (variant - bare) over repeats
+    added_ns_iqr: float  # interquartile range of (variant - bare): what this run can resolve
     calls_per_timing: int
     repeats: int
 
@@ -43,7 +44,8 @@ class InprocessResult:
 def driven(app: str, variant: str) -> Iterator[Call]:
     """A `call()` serving one request of `app` with `variant` applied; undone on exit."""
     with ExitStack() as stack:
-        call = DRIVERS[APPS[app].interface](make(app, variant, stack))
+        spec = APPS[app]
+        call = DRIVERS[spec.interface](make(app, variant, stack), **spec.driver_options)
         call()  # one warm-up request, which also proves the app can be driven
         yield call
 
@@ -79,9 +81,17 @@ def measure(app: str, variant: str, seconds: float, repeats: int) -> InprocessRe
         variant_ns=statistics.median(varied),
         added_ns=statistics.median(added),
         added_ns_spread=(min(added), max(added)),
+        added_ns_iqr=_iqr(added),
         calls_per_timing=number,
         repeats=repeats,
     )
+
+
+def _iqr(values: list[float]) -> float:
+    if len(values) < 2:
+        return float("inf")
+    q1, _q2, q3 = statistics.quantiles(values, n=4)
+    return q3 - q1
 
 
 @dataclass(frozen=True)

@@ -64,11 +64,12 @@ def inprocess_table(results: Sequence[InprocessResult], markdown: bool = False) 
             f"{r.bare_ns:,.0f}",
             f"{r.variant_ns:,.0f}",
             f"{r.added_ns:,.0f}",
+            f"{r.added_ns_iqr:,.0f}",
             f"{r.added_ns_spread[0]:,.0f}..{r.added_ns_spread[1]:,.0f}",
         ]
         for r in results
     ]
-    headers = ["app", "variant", "bare ns", "variant ns", "added ns", "added min..max"]
+    headers = ["app", "variant", "bare ns", "variant ns", "added ns", "IQR", "added min..max"]
     return table(headers, rows, markdown)
 
 
@@ -102,7 +103,7 @@ def profile_table(lines: Sequence[ProfileLine], markdown: bool = False) -> str:
 
 
 def targets_table(targets: Sequence[Target], markdown: bool = False) -> str:
-    verdict = {True: "met", False: "MISSED", None: "not measured"}
+    verdict = {True: "met", False: "MISSED", None: "-"}
     rows = [[t.name, t.wanted, t.reached, verdict[t.met]] for t in targets]
     return table(["target", "wanted", "reached", ""], rows, markdown)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import machine, report
+from .apps import APPS
 from .inprocess import InprocessResult, ProfileLine, check_reporting, measure, profile
 from .load import LoadSettings, LoadSummary, plan, run_load, summarize
 from .memory import MemoryResult, measure_memory
@@ -85,10 +86,13 @@ def _on_sigterm(signum: int, frame: object) -> NoReturn:
 
 def run_inprocess(apps: list[str], variants: list[Variant], mode: Mode) -> list[InprocessResult]:
     results = []
-    for app in apps:
-        check_reporting(app, PROFILED_VARIANT)
+    interfaces = {APPS[app].interface for app in apps}
+    extra = [n for n, s in APPS.items() if s.inprocess_only and s.interface in interfaces]
+    for app in apps + extra:
+        if not APPS[app].inprocess_only:
+            check_reporting(app, PROFILED_VARIANT)
         for variant in variants:
-            if variant.name == BASELINE or not variant.supports(_interface(app)):
+            if variant.name == BASELINE or not variant.supports(APPS[app].interface):
                 continue
             result = measure(app, variant.name, mode.inprocess_seconds, mode.inprocess_repeats)
             log(f"in-process {app:<10} {variant.name:<19} {result.added_ns:>9,.0f} ns added")
@@ -106,12 +110,6 @@ def run_memory(apps: list[str], requests: int) -> list[MemoryResult]:
         )
         results.append(result)
     return results
-
-
-def _interface(app: str) -> str:
-    from .apps import APPS
-
-    return APPS[app].interface
 
 
 @dataclass(frozen=True)
