@@ -60,7 +60,9 @@ def test_span_name_kind_and_attributes(server: OtelServer) -> None:
     assert span.kind == "SERVER"
     assert span.scope == "hooktel.otel"
     assert span.is_root
-    assert before <= span.start <= span.end <= after
+    # WSGI servers and http.server end the span after the last write: maybe after `after`.
+    assert before <= span.start <= after
+    assert span.start <= span.end <= time.time_ns()
     attributes = span.attributes
     expected = {
         "http.request.method": "GET",
