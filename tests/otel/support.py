@@ -229,6 +229,8 @@ class State:
     pid: int
     instruments: list[str]
     """The names of the attached hooktel instruments, in registration order."""
+    fast_path_env: str | None
+    """`HOOKTEL_OTEL_FAST_PATH` as the server process sees it."""
 
     def server_spans(self) -> list[Span]:
         return [s for s in self.spans if s.kind == "SERVER"]

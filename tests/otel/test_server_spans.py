@@ -55,6 +55,7 @@ def test_span_name_kind_and_attributes(server: OtelServer) -> None:
     assert response.status_code == 200
 
     state = server.wait_idle()
+    assert state.fast_path_env == server.fast_path
     [span] = state.tagged(tag)
     assert span.name == expected_name(server, "GET", "item")
     assert span.kind == "SERVER"

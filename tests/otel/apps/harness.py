@@ -51,6 +51,7 @@ from hooktel.otel import HttpInstrumentation
 CONTROL_PREFIX = "/_hooktel"
 CONFIG_ENV = "HOOKTEL_TEST_OTEL_CONFIG"
 """JSON `configure` body applied at import; default `{"otel": {}}`."""
+FAST_PATH_ENV = "HOOKTEL_OTEL_FAST_PATH"
 EXCLUDED_ENV = ("OTEL_PYTHON_HOOKTEL_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
 
 # What the test routes of every app share.
@@ -295,6 +296,7 @@ def state() -> dict[str, Any]:
             "log": list(_log),
             "pid": os.getpid(),
             "instruments": [info.name for info in hooktel.instruments()],
+            "fast_path_env": os.environ.get(FAST_PATH_ENV),
         }
 
 
