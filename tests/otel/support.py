@@ -12,7 +12,15 @@ sent with `OtelServer.request` carries a unique `_t=` query parameter, so a
 test finds its own span among everything recorded.
 
 `KINDS` names every server/app pair, with what a test needs to know about it
-(route templates, handler styles, how it answers an exception).
+(route templates, handler styles, how it answers an exception). To reuse a
+server in another test module: `start(kind, workdir, fast_path=..., env=...)`
+or `launch(...)`, then `server.reset(...)`, requests through `server.get(...)`
+(or any httpx client, with `tag=`), and `server.server_span(response)` /
+`server.wait_idle()` for the spans. Every app serves `/items/{id}` (a handler
+span as child, JSON body with its ids, response headers to capture),
+`/status/{code}`, `/boom`, `/stream?n=&interval=&tail=`, `/health`,
+`/anything` (GET and PURGE) and `/api/items/{id}` (under a prefix); see
+`tests.otel.apps`.
 """
 
 from __future__ import annotations
@@ -95,8 +103,6 @@ class Kind:
     """Handler style (`async`, `sync`, `thread`) -> a path it serves, ending in an id."""
     exception_status: int | None = 500
     """What the client gets when a handler raises; None: the connection just closes."""
-    threaded: bool = False
-    """Requests run on threads of a pool (the same thread may serve several connections)."""
 
     def route(self, name: str) -> str | None:
         return self.routes.get(name)
@@ -148,7 +154,6 @@ KINDS: dict[str, Kind] = {
                 "api_item": "/api/items/<item_id>",
             },
             handlers={"thread": "/items/"},
-            threaded=True,
         ),
         Kind(
             "django-asgi",
@@ -179,7 +184,6 @@ KINDS: dict[str, Kind] = {
             ),
             handlers={"thread": "/items/"},
             exception_status=None,
-            threaded=True,
         ),
     )
 }
