@@ -263,7 +263,7 @@ def new_tag() -> str:
 def tag_of(response: httpx.Response) -> str:
     tag = response.request.url.params.get(TAG_PARAM)
     assert tag, f"{response.request.url} was not sent with a {TAG_PARAM}= tag"
-    return tag
+    return str(tag)
 
 
 @dataclass
