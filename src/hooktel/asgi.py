@@ -46,14 +46,13 @@ class TelemetryMiddleware:
 class _Request:
     """One request's wrapped `receive`/`send` and its operation."""
 
-    __slots__ = ("_counts_body", "_receive", "_send", "_sent", "op", "scope")
+    __slots__ = ("_counts_body", "_receive", "_send", "op", "scope")
 
     def __init__(self, hooks: Hooks, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
         self._receive = receive
         self._send = send
         self._counts_body = True
-        self._sent = False  # the last body message went out; a 5xx waits for the app
         server = scope.get("server")
         client = scope.get("client")
         raw_path = scope.get("raw_path")
@@ -80,15 +79,11 @@ class _Request:
             raise
         if not op.done:
             self._note_route()
-            if self._sent:
-                op.complete(self.scope.get(EXCEPTION_KEY))
-            else:
-                op.fail("RuntimeError", "ASGI app returned without completing the response")
+            op.fail("RuntimeError", "ASGI app returned without completing the response")
 
     async def receive(self) -> Message:
         message = await self._receive()
-        # Once the last body message is out, a disconnect is the normal end of the exchange.
-        if message["type"] == "http.disconnect" and not self.op.done and not self._sent:
+        if message["type"] == "http.disconnect" and not self.op.done:
             self._note_route()
             self.op.fail(
                 CLIENT_DISCONNECTED, "client disconnected before the response was complete"
@@ -103,13 +98,11 @@ class _Request:
         elif kind == "http.response.body" and self._counts_body:
             op.body_size += len(message.get("body", b""))
         if kind == "http.response.body" and not message.get("more_body", False):
-            self._sent = True
             # End before the last send: the server may start the next pipelined
             # request from inside it, and must not inherit this one's context. A
-            # 5xx waits for the app instead, to report the exception behind it.
-            if op.status_code < 500:
-                self._note_route()
-                op.end()
+            # framework that answered an exception with a 5xx has noted it by now.
+            self._note_route()
+            op.complete(self.scope.get(EXCEPTION_KEY))
         try:
             await self._send(message)
         except OSError as exc:

@@ -61,6 +61,33 @@ def _patch_starlette(module: Any) -> None:
         return __call__
 
     _patch(module.Starlette, "__call__", make)
+    # Starlette answers an exception with a 500 and re-raises it only after the
+    # response is out: note it on the way, inside its ServerErrorMiddleware.
+    errors = importlib.import_module("starlette.middleware.errors").ServerErrorMiddleware
+    _patch(errors, "__init__", _make_error_middleware_init)
+
+
+def _make_error_middleware_init(original: Any) -> Any:
+    def __init__(self: Any, app: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, _NoteException(app), *args, **kwargs)
+
+    return __init__
+
+
+class _NoteException:
+    """Wraps the app inside Starlette's `ServerErrorMiddleware`: keeps what it raises."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except Exception as exc:
+            scope[EXCEPTION_KEY] = exc
+            raise
 
 
 def _cached(app: Any, wrap: Callable[[Any], Any], original: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 
 import httpx
 
@@ -113,3 +114,35 @@ def test_uninstrument_stops_spans(server: OtelServer) -> None:
     response = server.get("/items/4")
     assert "traceparent" in response.headers
     assert len(server.server_spans(response)) == 1
+
+
+PIPELINED = ["/items/1", "/status/500", "/items/2", "/stream?n=2&interval=0&tail=0", "/items/3"]
+
+
+def test_context_is_restored_between_pipelined_requests(server: OtelServer) -> None:
+    """Requests sent all at once on one connection: none starts inside another's context.
+
+    Servers that pipeline (uvicorn, http.server, gunicorn's gthread worker) may
+    start the next request from inside the previous one's last send; some
+    frameworks send from a child task holding a copy of the request's context
+    (Django under ASGI, Starlette's streaming responses). A server that answers
+    one request per connection (gunicorn's sync worker) answers the first only.
+    """
+    tags = [new_tag() for _ in PIPELINED]
+    wire = b"".join(
+        f"GET {target}{'&' if '?' in target else '?'}_t={tag} HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{server.port}\r\n\r\n".encode()
+        for target, tag in zip(PIPELINED, tags, strict=True)
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10.0) as sock:
+        sock.sendall(wire)
+        received = b""
+        while received.count(b"HTTP/1.1 ") < len(PIPELINED) and (data := sock.recv(65536)):
+            received += data
+    answered = received.count(b"HTTP/1.1 ")
+    assert answered >= 1
+    state = server.wait_idle()
+    assert state.stale == []
+    for tag in tags[:answered]:
+        [span] = state.tagged(tag)
+        assert span.is_root

@@ -7,13 +7,13 @@ the server runs there.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.propagate import get_global_textmap
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -144,7 +144,7 @@ class ServerSpans:
                     span.set_status(Status(StatusCode.ERROR))
             self._finish(live, attrs)
         finally:
-            _restore(live.token)
+            _restore(live)
 
     def on_error(self, op_id: int, attrs: Attributes) -> None:
         live = self._live.pop(op_id, None)
@@ -171,7 +171,7 @@ class ServerSpans:
                 span.set_status(Status(StatusCode.ERROR, f"{error_type}: {message}"))
             self._finish(live, attrs)
         finally:
-            _restore(live.token)
+            _restore(live)
 
     def _resolve_fast(self) -> FastSpans | None:
         """The fast path, once the tracer is known to be the SDK's (see `_fastpath`)."""
@@ -215,11 +215,22 @@ def _end_time(live: _Live, attrs: Attributes) -> int:
     return live.start_ns + int(attrs.get("operation.duration", 0))
 
 
-def _restore(token: object) -> None:
-    """Detach the request's context; quietly, if the server ended it in another context."""
-    if isinstance(token, contextvars.Token):
-        # Ended from another task or thread: that context dies with it.
-        with contextlib.suppress(ValueError):
-            token.var.reset(token)
-    else:
+def _restore(live: _Live) -> None:
+    """Detach the request's context, also where the server ended it from a copy of it.
+
+    A framework may send the response from a child task (Django's ASGI handler,
+    Starlette's streaming responses): that task holds a copy of the request's
+    context, in which the token cannot be reset, and the server may start the
+    next pipelined request from inside that send. So where the request's span
+    is still current, the context goes back to what it was before the request.
+    """
+    token = live.token
+    if not isinstance(token, contextvars.Token):
         context_api.detach(token)  # type: ignore[arg-type]
+        return
+    try:
+        token.var.reset(token)
+    except ValueError:
+        if trace.get_current_span() is live.span:
+            previous = token.old_value
+            token.var.set(Context() if previous is contextvars.Token.MISSING else previous)
