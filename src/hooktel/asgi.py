@@ -62,7 +62,8 @@ class _Request:
             scheme=scope.get("scheme", "http"),
             path=raw_path.decode("latin-1") if raw_path else scope["path"],
             query=scope.get("query_string", b"").decode("latin-1"),
-            headers=header_pairs(scope["headers"]),
+            # ASGI servers send lowercase names as bytes: decode, nothing else.
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
             server=(server[0], server[1]) if server and server[1] is not None else None,
             client=(client[0], client[1]) if client else None,
             protocol=scope.get("http_version", ""),
