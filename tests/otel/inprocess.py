@@ -26,7 +26,7 @@ from hooktel.otel import HttpInstrumentation
 FAST_PATH_ENV = "HOOKTEL_OTEL_FAST_PATH"
 
 
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
     while not (result := condition()):
         if time.monotonic() > deadline:
