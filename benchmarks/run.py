@@ -13,6 +13,7 @@ import argparse
 import shlex
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -25,6 +26,7 @@ from .inprocess import InprocessResult, ProfileLine, check_reporting, measure, p
 from .load import LoadSettings, LoadSummary, plan, run_load, summarize
 from .memory import MemoryResult, measure_memory
 from .servers import ROOT, SERVERS, Server
+from .source import git_state, snapshot_hooktel
 from .targets import evaluate
 from .variants import BASELINE, VARIANTS, Variant
 from .wrk import wrk_path
@@ -205,12 +207,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mode": config.mode.name,
         "command": shlex.join([Path(sys.executable).name, "-m", "benchmarks.run", *sys.argv[1:]]),
         "started": started,
+        "source": git_state(),
         "machine": machine.describe(),
         "settings": {"load": asdict(config.load), "mode": asdict(config.mode)},
         "plan": plan(config.servers, config.variants),
     }
     out = Outcome(data, [], [], [], [])
-    run_steps(config, out)
+    with tempfile.TemporaryDirectory(prefix="hooktel-bench-") as snapshot:
+        data["source"]["snapshot_of"] = str(snapshot_hooktel(Path(snapshot)))
+        log(f"measuring hooktel as of {data['source']['commit'][:10] or 'unknown commit'}")
+        run_steps(config, out)
     targets = evaluate(out.inprocess, out.load, out.memory)
     data["targets"] = [t.as_dict() for t in targets]
     out.add("Targets", report.targets_table, targets)
@@ -220,8 +226,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n== {title} ==\n{text}", flush=True)
     path = config.results_dir / f"{config.mode.name}-{started}.json"
     report.write_json(path, data)
+    source = data["source"]
+    header = (
+        f"`{data['command']}`, started {started}; hooktel at commit "
+        f"{source['commit'] or 'unknown'}{' (src/ modified)' if source['src_dirty'] else ''}"
+    )
     markdown = "\n\n".join(f"### {title}\n\n{md}" for title, _text, md in out.sections)
-    path.with_suffix(".md").write_text(markdown + "\n", encoding="utf-8")
+    path.with_suffix(".md").write_text(f"{header}\n\n{markdown}\n", encoding="utf-8")
+    print(f"\n{header}", flush=True)
     print(f"\nresults: {path} (and .md)", flush=True)
     if out.failed_runs:
         log(f"{out.failed_runs} load run(s) failed")
