@@ -196,40 +196,37 @@ class HttpOperation:
             self.response_headers = self.hooks.response_capture.collect(headers)
 
     def end(self) -> None:
-        if self.done:
-            return
-        self.done = True
-        attrs: Attributes = {
-            "operation.id": self.id,
-            "operation.duration": time.monotonic_ns() - self._began,
-            "http.response.body.size": self.body_size,
-        }
-        if self.status_code:
-            attrs["http.response.status_code"] = self.status_code
-        if self.response_headers:
-            attrs.update(self.response_headers)
-        if self.route:
-            attrs["http.route"] = self.route
-        self.hooks.notify_end(self.id, attrs)
+        attrs = self._close()
+        if attrs is not None:
+            attrs["http.response.body.size"] = self.body_size
+            if self.response_headers:
+                attrs.update(self.response_headers)
+            self.hooks.notify_end(self.id, attrs)
 
     def fail(self, error_type: str, message: str, exc: BaseException | None = None) -> None:
+        attrs = self._close()
+        if attrs is not None:
+            attrs["error.type"] = error_type
+            attrs["error.message"] = cap(message, MAX_MESSAGE)
+            if exc is not None:
+                stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                attrs["exception.stacktrace"] = stack[-MAX_STACKTRACE:]
+            self.hooks.notify_error(self.id, attrs)
+
+    def _close(self) -> Attributes | None:
+        """The attributes end and error share; None when the operation already closed."""
         if self.done:
-            return
+            return None
         self.done = True
         attrs: Attributes = {
             "operation.id": self.id,
             "operation.duration": time.monotonic_ns() - self._began,
-            "error.type": error_type,
-            "error.message": cap(message, MAX_MESSAGE),
         }
-        if exc is not None:
-            stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            attrs["exception.stacktrace"] = stack[-MAX_STACKTRACE:]
         if self.status_code:
             attrs["http.response.status_code"] = self.status_code
         if self.route:
             attrs["http.route"] = self.route
-        self.hooks.notify_error(self.id, attrs)
+        return attrs
 
     def complete(self, handled: object = None) -> None:
         """End; or, when the framework turned exception `handled` into a 5xx, fail with it."""

@@ -8,7 +8,7 @@ the server runs there.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from opentelemetry import context as context_api
@@ -37,6 +37,8 @@ _HOOK_ONLY = frozenset(
         "trace.parent.trace_flags",
         "trace.parent.trace_state",
         "url.full",
+        "error.message",  # these two go to the exception event
+        "exception.stacktrace",
     }
 )
 _REQUEST_PREFIX = "http.request.header."
@@ -93,7 +95,7 @@ class ServerSpans:
             return
         method = attrs.get("http.request.method", "_OTHER")
         parent = self._parents.extract(attrs)
-        name = "HTTP" if method == "_OTHER" else method
+        name = _method_name(method)
         span_attrs = self._span_attributes(attrs.items())
         fast = self._fast or self._resolve_fast()
         if fast is not None:
@@ -130,6 +132,14 @@ class ServerSpans:
         return headers
 
     def on_end(self, op_id: int, attrs: Attributes) -> None:
+        self._close(op_id, attrs, _mark_response)
+
+    def on_error(self, op_id: int, attrs: Attributes) -> None:
+        self._close(op_id, attrs, _mark_error)
+
+    def _close(
+        self, op_id: int, attrs: Attributes, mark: Callable[[_Live, Attributes], None]
+    ) -> None:
         live = self._live.pop(op_id, None)
         if live is None:
             return
@@ -137,39 +147,13 @@ class ServerSpans:
             span = live.span
             if span.is_recording():
                 self._set_attributes(span, self._span_attributes(attrs.items()))
-                _name_after_route(live, attrs)
-                status = attrs.get("http.response.status_code", 0)
-                if status >= 500:
-                    span.set_attribute("error.type", str(status))
-                    span.set_status(Status(StatusCode.ERROR))
-            self._finish(live, attrs)
-        finally:
-            _restore(live)
-
-    def on_error(self, op_id: int, attrs: Attributes) -> None:
-        live = self._live.pop(op_id, None)
-        if live is None:
-            return
-        try:
-            span = live.span
-            if span.is_recording():
-                span.set_attributes(
-                    self._span_attributes(
-                        (k, v)
-                        for k, v in attrs.items()
-                        if not k.startswith(("error.", "exception."))
-                    )
-                )
-                _name_after_route(live, attrs)
-                error_type = attrs.get("error.type", "_OTHER")
-                message = attrs.get("error.message", "")
-                span.set_attribute("error.type", error_type)
-                event = {"exception.type": error_type, "exception.message": message}
-                if "exception.stacktrace" in attrs:
-                    event["exception.stacktrace"] = attrs["exception.stacktrace"]
-                span.add_event("exception", event, timestamp=_end_time(live, attrs))
-                span.set_status(Status(StatusCode.ERROR, f"{error_type}: {message}"))
-            self._finish(live, attrs)
+                route = attrs.get("http.route")
+                if route:
+                    span.update_name(f"{_method_name(live.method)} {route}")
+                mark(live, attrs)
+            if self._config.response_hook is not None:
+                self._run_hook("response_hook", self._config.response_hook, span, attrs)
+            span.end(end_time=_end_time(live, attrs))
         finally:
             _restore(live)
 
@@ -184,11 +168,6 @@ class ServerSpans:
             _fastpath.set_trusted(span, attributes)
         else:
             span.set_attributes(attributes)
-
-    def _finish(self, live: _Live, attrs: Attributes) -> None:
-        if self._config.response_hook is not None:
-            self._run_hook("response_hook", self._config.response_hook, live.span, attrs)
-        live.span.end(end_time=_end_time(live, attrs))
 
     def _span_attributes(self, items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
         skip, sanitized = self._skip, self._sanitized
@@ -205,10 +184,26 @@ class ServerSpans:
             report_hook_error(which, self._name, self._version, exc)
 
 
-def _name_after_route(live: _Live, attrs: Attributes) -> None:
-    route = attrs.get("http.route")
-    if route:
-        live.span.update_name(f"{'HTTP' if live.method == '_OTHER' else live.method} {route}")
+def _method_name(method: str) -> str:
+    return "HTTP" if method == "_OTHER" else method
+
+
+def _mark_response(live: _Live, attrs: Attributes) -> None:
+    """A 5xx is an error of the server span (a 4xx is the client's, so left unset)."""
+    status = attrs.get("http.response.status_code", 0)
+    if status >= 500:
+        live.span.set_attribute("error.type", str(status))
+        live.span.set_status(Status(StatusCode.ERROR))
+
+
+def _mark_error(live: _Live, attrs: Attributes) -> None:
+    error_type = attrs.get("error.type", "_OTHER")
+    message = attrs.get("error.message", "")
+    event = {"exception.type": error_type, "exception.message": message}
+    if "exception.stacktrace" in attrs:
+        event["exception.stacktrace"] = attrs["exception.stacktrace"]
+    live.span.add_event("exception", event, timestamp=_end_time(live, attrs))
+    live.span.set_status(Status(StatusCode.ERROR, f"{error_type}: {message}"))
 
 
 def _end_time(live: _Live, attrs: Attributes) -> int:
