@@ -127,9 +127,10 @@ def profile(app: str, variant: str, requests: int, top: int = 12) -> list[Profil
 
 def _short(path: str) -> str:
     """`hooktel/asgi.py`, `http/server.py`: the path from its import root."""
-    for marker in ("site-packages/", "/src/", "/benchmarks/"):
+    for marker in ("site-packages/", "/src/", "/benchmarks/", "/hooktel-bench-"):
         if marker in path:
-            return path.split(marker, 1)[1]
+            rest = path.split(marker, 1)[1]
+            return rest.split("/", 1)[1] if marker == "/hooktel-bench-" else rest
     stdlib = re.search(r"/lib/python3\.\d+/(.*)$", path)
     return stdlib.group(1) if stdlib else path
 
