@@ -101,8 +101,8 @@ class _Request:
         if kind == "http.response.body" and not message.get("more_body", False):
             # End before the last send: the server may start the next pipelined
             # request from inside it, and must not inherit this one's context. A
-            # framework that answered an exception with a 5xx has noted it by now.
-            self._note_route()
+            # framework that answered an exception with a 5xx has noted it by now,
+            # and its route was noted when the response started.
             op.complete(self.scope.get(EXCEPTION_KEY))
         try:
             await self._send(message)
@@ -123,9 +123,10 @@ class _Request:
         return {**message, "headers": [*headers, *extra]}
 
     def _note_route(self) -> None:
-        if self.op.route is not None:  # the first one seen: routers may undo theirs later
-            return
         scope = self.scope
+        # The first route seen wins: routers may undo theirs later.
+        if self.op.route is not None or ("route" not in scope and ROUTE_KEY not in scope):
+            return
         route = scope.get(ROUTE_KEY) or _starlette_route(scope)
         if isinstance(route, str):
             self.op.route = route
