@@ -46,9 +46,6 @@ class HeaderCapture:
         self.keys = {name: prefix + name for name in self.names}
         self.redacted = frozenset(name for name in self.names if is_sensitive(name))
 
-    def __bool__(self) -> bool:
-        return bool(self.names)
-
     def collect(self, headers: Iterable[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
         """Attributes for the captured headers among `(lowercase name, value)` pairs."""
         keys = self.keys

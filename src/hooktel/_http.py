@@ -58,9 +58,9 @@ def begin_http(
         if method:
             attrs["http.request.method_original"] = cap(method, MAX_HEADER_VALUE)
     attrs["url.scheme"] = scheme
-    attrs["url.path"] = cap(path, MAX_URL)
+    attrs["url.path"] = path if len(path) <= MAX_URL else path[:MAX_URL]
     if query:
-        attrs["url.query"] = cap(query, MAX_URL)
+        attrs["url.query"] = query if len(query) <= MAX_URL else query[:MAX_URL]
 
     host, traceparents, tracestates = _scan_headers(headers, attrs)
     from_host = _split_host(host, scheme) if host else None

@@ -97,9 +97,16 @@ class Hooks:
         self._error = bound("on_operation_error")
         self.capture_request_headers = _union(i.capture_request_headers for i in instruments)
         self.capture_response_headers = _union(i.capture_response_headers for i in instruments)
-        self.request_capture = HeaderCapture("http.request.header.", self.capture_request_headers)
-        self.response_capture = HeaderCapture(
-            "http.response.header.", self.capture_response_headers
+        # None when empty, so the per-request check is a plain truth test.
+        self.request_capture = (
+            HeaderCapture("http.request.header.", self.capture_request_headers)
+            if self.capture_request_headers
+            else None
+        )
+        self.response_capture = (
+            HeaderCapture("http.response.header.", self.capture_response_headers)
+            if self.capture_response_headers
+            else None
         )
         self.generate_id: Callable[[], int] = _operation_ids.__next__
 

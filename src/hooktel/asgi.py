@@ -64,8 +64,8 @@ class _Request:
             query=scope.get("query_string", b"").decode("latin-1"),
             # ASGI servers send lowercase names as bytes: decode, nothing else.
             headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
-            server=(server[0], server[1]) if server and server[1] is not None else None,
-            client=(client[0], client[1]) if client else None,
+            server=server if server and server[1] is not None else None,  # [host, port]
+            client=client or None,
             protocol=scope.get("http_version", ""),
         )
         scope[OPERATION_KEY] = self.op.id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import hooktel
 from hooktel._headers import (
     MAX_HEADER_VALUE,
     MAX_MESSAGE,
@@ -67,8 +68,14 @@ def test_header_capture_collects_values_in_order_and_redacts() -> None:
         "http.request.header.x-a": ("1", "2"),
         "http.request.header.cookie": (REDACTED, REDACTED),
     }
-    assert not HeaderCapture("p.", [])
     assert HeaderCapture("p.", []).collect(pairs) == {}
+
+
+def test_hooks_have_no_header_capture_when_no_instrument_asks() -> None:
+    with hooktel.attach(hooktel.Instrument("http", "plain", "1", on_operation_end=print)):
+        hooks = hooktel.native_hooks()
+        assert hooks is not None
+        assert hooks.request_capture is None and hooks.response_capture is None
 
 
 # --- through begin_http and the operation ----------------------------------------------
