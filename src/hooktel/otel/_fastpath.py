@@ -29,6 +29,8 @@ from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import SpanKind, TraceFlags
 
+from ._requestspan import RequestSpan
+
 ENV_FAST_PATH = "HOOKTEL_OTEL_FAST_PATH"
 
 # Samplers known to hand back exactly the attributes they were given.
@@ -106,45 +108,21 @@ class FastSpans:
         record_end = metrics.start_span(parent_context, decision.decision) if metrics else None
         if decision.decision is sampling.Decision.DROP:
             return trace_api.NonRecordingSpan(context=context)
-        extra: dict[str, Any] = {} if record_end is None else {"record_end_metrics": record_end}
-        span = sdk_trace._Span(
-            name=name,
-            context=context,
-            parent=parent_context,
-            sampler=tracer.sampler,
-            resource=tracer.resource,
-            span_processor=tracer.span_processor,
-            kind=SpanKind.SERVER,
-            instrumentation_info=tracer.instrumentation_info,
-            limits=tracer._span_limits,
-            instrumentation_scope=tracer._instrumentation_scope,
-            **extra,
-        )
         if self._trusted_sampler:
-            set_trusted(span, attributes)
+            span = RequestSpan(name, context, parent_context, attributes, tracer, record_end)
         else:
+            span = RequestSpan(name, context, parent_context, {}, tracer, record_end)
             span.set_attributes(decision.attributes)
-        span.start(start_time=start_time, parent_context=parent)
+        span.start(start_time, parent)
         return span
 
 
 def set_trusted(span: trace_api.Span, attributes: Mapping[str, Any]) -> None:
-    """Set attributes hooktel built (valid by construction) without re-validating them.
-
-    Span limits still apply: when a count or length limit could bite, the
-    SDK's own validating path runs instead.
-    """
-    bounded = getattr(span, "_attributes", None)
-    store = getattr(bounded, "_dict", None)
-    if (
-        store is None
-        or getattr(span, "_end_time", 0) is not None
-        or bounded.max_value_len is not None  # type: ignore[union-attr]
-        or (bounded.maxlen is not None and len(store) + len(attributes) > bounded.maxlen)  # type: ignore[union-attr]
-    ):
+    """Set attributes hooktel built: without validating them again on a `RequestSpan`."""
+    if isinstance(span, RequestSpan):
+        span.set_trusted(attributes)
+    else:
         span.set_attributes(attributes)
-        return
-    store.update(attributes)
 
 
 def _is_trace_id_random(tracer: sdk_trace.Tracer) -> bool:

@@ -1,0 +1,251 @@
+"""`RequestSpan`: a server span as plain fields, exported as a standard SDK `ReadableSpan`.
+
+The SDK's own `Span` pays, per span, for validating every attribute again,
+three locks, two bounded lists and a copy into a `ReadableSpan` at the end.
+A request span holds hooktel's attributes (valid by construction) in a plain
+dict and creates the bounded containers only when the handler adds events,
+links or attributes of its own, which then take the SDK's validating route
+(`BoundedAttributes`, `BoundedList`, the same span limits). It subclasses
+`ReadableSpan` like the SDK's `Span` does, so span processors see the same
+read interface in `on_start`, and get a genuine `ReadableSpan` in `on_end`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+from opentelemetry import trace as trace_api
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+logger = logging.getLogger(__name__)
+_UNSET = Status(StatusCode.UNSET)
+
+
+class RequestSpan(trace_api.Span, ReadableSpan):
+    """One request's SERVER span; the whole `opentelemetry.trace.Span` API."""
+
+    def __init__(  # noqa: PLR0917 - one caller, the fast path
+        self,
+        name: str,
+        context: trace_api.SpanContext,
+        parent: trace_api.SpanContext | None,
+        attributes: dict[str, Any],
+        tracer: Any,
+        record_end_metrics: Callable[[], None] | None,
+    ) -> None:
+        # The fields ReadableSpan's properties read, set without its constructor.
+        self._name = name
+        self._context = context
+        self._parent = parent
+        self._kind = SpanKind.SERVER
+        self._resource = tracer.resource
+        self._instrumentation_info = tracer.instrumentation_info
+        self._instrumentation_scope = tracer._instrumentation_scope
+        self._status = _UNSET
+        self._start_time: int | None = None
+        self._end_time: int | None = None
+        self._events: BoundedList[Event] | tuple[()] = ()
+        self._links: BoundedList[trace_api.Link] | tuple[()] = ()
+        self._limits: SpanLimits = tracer._span_limits
+        self._span_processor = tracer.span_processor
+        self._record_end_metrics = record_end_metrics
+        self._lock = threading.Lock()
+        self._attributes: dict[str, Any] | BoundedAttributes = attributes
+        if not self._fits(0):
+            self._attributes = self._bounded()
+
+    def start(self, start_time: int, parent_context: Context) -> None:
+        self._start_time = start_time
+        self._span_processor.on_start(self, parent_context=parent_context)
+
+    # -- what hooktel sets ------------------------------------------------------------
+
+    def set_trusted(self, attributes: Mapping[str, Any]) -> None:
+        """Add attributes hooktel built, without validating them again."""
+        with self._lock:
+            if self._end_time is not None:
+                return
+            current = self._attributes
+            if type(current) is dict and self._fits(len(attributes)):
+                current.update(attributes)
+            else:
+                self._as_bounded()._set_items(attributes)
+
+    def _fits(self, extra: int) -> bool:
+        """True while no span limit can bite on the plain dict."""
+        limits = self._limits
+        return limits.max_span_attribute_length is None and (
+            limits.max_span_attributes is None
+            or len(self._attributes) + extra <= limits.max_span_attributes
+        )
+
+    def _bounded(self) -> BoundedAttributes:
+        return BoundedAttributes(
+            self._limits.max_span_attributes,
+            self._attributes,
+            immutable=False,
+            max_value_len=self._limits.max_span_attribute_length,
+        )
+
+    def _as_bounded(self) -> BoundedAttributes:
+        """The attributes as the SDK keeps them, from the first time the SDK rules apply."""
+        if type(self._attributes) is dict:
+            self._attributes = self._bounded()
+        return self._attributes  # type: ignore[return-value]
+
+    # -- the Span API, with the SDK's semantics ----------------------------------------
+
+    def get_span_context(self) -> trace_api.SpanContext:
+        return self._context  # type: ignore[return-value]
+
+    def is_recording(self) -> bool:
+        return self._end_time is None
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        with self._lock:
+            if self._end_time is not None:
+                logger.warning("Setting attribute on ended span.")
+                return
+            self._as_bounded()._set_items(attributes)
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.set_attributes({key: value})
+
+    def add_event(
+        self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None
+    ) -> None:
+        limits = self._limits
+        bounded = BoundedAttributes(
+            limits.max_event_attributes,
+            attributes,
+            max_value_len=limits.max_attribute_length,
+            immutable=True,
+        )
+        with self._lock:
+            if self._end_time is not None:
+                logger.warning("Calling add_event on an ended span.")
+                return
+            if not self._events:
+                self._events = BoundedList(limits.max_events)
+            self._events.append(Event(name=name, attributes=bounded, timestamp=timestamp))
+
+    def add_link(
+        self, context: trace_api.SpanContext, attributes: Mapping[str, Any] | None = None
+    ) -> None:
+        if not (context and (context.is_valid or attributes or context.trace_state)):
+            return
+        limits = self._limits
+        bounded = BoundedAttributes(
+            limits.max_link_attributes,
+            attributes,
+            max_value_len=limits.max_attribute_length,
+            immutable=True,
+        )
+        with self._lock:
+            if self._end_time is not None:
+                logger.warning("Calling add_link on an ended span.")
+                return
+            if not self._links:
+                self._links = BoundedList(limits.max_links)
+            self._links.append(trace_api.Link(context=context, attributes=bounded))
+
+    def update_name(self, name: str) -> None:
+        if self._end_time is not None:
+            logger.warning("Calling update_name on an ended span.")
+            return
+        self._name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        if self._end_time is not None:
+            logger.warning("Calling set_status on an ended span.")
+            return
+        if self._status.status_code is StatusCode.OK:
+            return  # OK is final
+        if isinstance(status, Status):
+            if status.status_code is StatusCode.UNSET:
+                return
+            if description is not None:
+                logger.warning(
+                    "Description %s ignored. Use either `Status` or `(StatusCode, Description)`",
+                    description,
+                )
+            self._status = status
+        elif status is not StatusCode.UNSET:
+            self._status = Status(status, description)
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Mapping[str, Any] | None = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        module = type(exception).__module__
+        qualname = type(exception).__qualname__
+        event: dict[str, Any] = {
+            "exception.type": f"{module}.{qualname}"
+            if module and module != "builtins"
+            else qualname,
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(traceback.format_exception(exception)),
+            "exception.escaped": str(escaped),
+        }
+        if attributes:
+            event.update(attributes)
+        self.add_event("exception", event, timestamp)
+
+    def end(self, end_time: int | None = None) -> None:
+        with self._lock:
+            if self._end_time is not None:
+                logger.warning("Calling end() on an ended span.")
+                return
+            self._end_time = end_time if end_time is not None else time.time_ns()
+            if type(self._attributes) is not dict:
+                self._attributes._immutable = True  # type: ignore[union-attr]
+        if self._record_end_metrics is not None:
+            self._record_end_metrics()
+        on_ending = getattr(self._span_processor, "_on_ending", None)
+        if on_ending is not None:
+            on_ending(self)
+        self._span_processor.on_end(
+            ReadableSpan(
+                name=self._name,
+                context=self._context,
+                parent=self._parent,
+                resource=self._resource,
+                attributes=self._attributes,
+                events=self._events,
+                links=self._links,
+                kind=SpanKind.SERVER,
+                status=self._status,
+                start_time=self._start_time,
+                end_time=self._end_time,
+                instrumentation_info=self._instrumentation_info,
+                instrumentation_scope=self._instrumentation_scope,
+            )
+        )
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        """As the SDK's span: an exception leaving a `with` block is recorded, then end."""
+        if exc_val is not None and self.is_recording():
+            self.record_exception(exc_val, escaped=True)
+            self.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
+        super().__exit__(exc_type, exc_val, exc_tb)
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(name="{self._name}", context={self._context})'
