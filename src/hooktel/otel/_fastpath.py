@@ -1,20 +1,20 @@
-"""A cheaper start for SERVER spans when the provider is the SDK's own.
+"""A cheaper SERVER span when the provider is the SDK's own.
 
 Most of what one SDK span costs on the request path is re-validating
-attributes that hooktel built and already knows to be valid (about one
-isinstance cascade per attribute and per tuple item), plus the generic
-`Tracer.start_span` plumbing. This module starts a genuine SDK `Span` (so
-span processors, `end()`, the handler's `set_attribute`/`add_event`/... and
-`ReadableSpan` export are the SDK's own code), and only replaces the two
-steps that are redundant for hooktel: the attribute validation of the
-attributes it built, and the lookups `start_span` repeats per call.
+attributes hooktel built and already knows to be valid, the containers and
+locks of the SDK's `Span`, and the generic `Tracer.start_span` plumbing. This
+module starts a `RequestSpan` instead (see `_requestspan`): the whole Span API
+with the SDK's semantics, handed to the span processors as the SDK hands its
+own spans (`on_start` with the live span, `on_end` with a standard
+`ReadableSpan`).
 
 It follows `Tracer.start_span` of the SDK step by step: the sampler is
 consulted with the same arguments, a DROP decision gives a
 `NonRecordingSpan`, trace flags and trace state come from the decision, span
 limits and the resource apply, and `on_start` runs before the handler does.
 `FastSpans.for_tracer` returns None (use the ordinary API path) for any
-tracer it does not know to behave that way.
+tracer it does not know to behave that way. `HOOKTEL_OTEL_FAST_PATH=0` turns
+it off; the test suite runs both ways and compares them.
 """
 
 from __future__ import annotations
