@@ -27,8 +27,11 @@ from starlette.routing import Route
 from hooktel.asgi import TelemetryMiddleware
 from hooktel.otel import HttpInstrumentation
 
+finished: list[ReadableSpan] = []
+
 
 def one_line(span: ReadableSpan) -> str:
+    finished.append(span)
     ctx, parent = span.context, span.parent
     return (
         f"trace={ctx.trace_id:032x} span={ctx.span_id:016x} "
@@ -99,6 +102,25 @@ def main() -> None:
         print(f"# client: GET /items/{item} -> {call(f'http://127.0.0.1:{port}/items/{item}')!r}")
     service_a.should_exit = True
     service_b.shutdown()
+    print_trees()
+
+
+def print_trees() -> None:
+    """Each trace as a tree: a client, service A's server span, ..., service B's."""
+    children: dict[int | None, list[ReadableSpan]] = {}
+    for span in finished:
+        children.setdefault(span.parent.span_id if span.parent else None, []).append(span)
+
+    def show(span: ReadableSpan, depth: int) -> None:
+        print(f"#   {'  ' * depth}{span.kind.name:8} {span.name}")
+        for child in sorted(
+            children.get(span.context.span_id, []), key=lambda s: s.start_time or 0
+        ):
+            show(child, depth + 1)
+
+    for root in children.get(None, []):
+        print(f"# trace {root.context.trace_id:032x}")
+        show(root, 0)
 
 
 if __name__ == "__main__":
