@@ -1,8 +1,10 @@
 """The apps under test, and the factory that server processes load.
 
-A server process learns what to run from two environment variables, read by
-`build()`: `HOOKTEL_BENCH_APP` (a key of `APPS`) and `HOOKTEL_BENCH_VARIANT`
-(a key of `variants.VARIANTS`). uvicorn loads `benchmarks.apps:build` with
+Each app has a kind (`asgi` and `wsgi` for the raw apps, `starlette`,
+`flask`, `httpserver`): variants are applied per kind, servers and drivers
+per interface. A server process learns what to run from two environment
+variables, read by `build()`: `HOOKTEL_BENCH_APP` (a key of `APPS`) and
+`HOOKTEL_BENCH_VARIANT` (a key of `variants.VARIANTS`). uvicorn loads `benchmarks.apps:build` with
 `--factory`, gunicorn loads `benchmarks.apps:build()`, and `python -m
 benchmarks.apps --port N` serves an `http.server` app on `ThreadingHTTPServer`.
 """
@@ -10,6 +12,7 @@ benchmarks.apps --port N` serves an `http.server` app on `ThreadingHTTPServer`.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
@@ -18,6 +21,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 Interface = Literal["asgi", "wsgi", "httpserver"]
+Kind = Literal["asgi", "wsgi", "httpserver", "starlette", "flask"]
+INTERFACES: dict[Kind, Interface] = {
+    "asgi": "asgi",
+    "starlette": "asgi",
+    "wsgi": "wsgi",
+    "flask": "wsgi",
+    "httpserver": "httpserver",
+}
 
 APP_ENV = "HOOKTEL_BENCH_APP"
 VARIANT_ENV = "HOOKTEL_BENCH_VARIANT"
@@ -75,24 +86,56 @@ def hello_handler() -> type[HelloHandler]:
     return HelloHandler
 
 
+def starlette_hello() -> Any:
+    """A Starlette app with one route, `GET /` -> `hello` (an async endpoint: no thread pool)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def hello(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("hello")
+
+    return Starlette(routes=[Route("/", hello)])
+
+
+def flask_hello() -> Any:
+    """A Flask app with one route, `GET /` -> `hello`."""
+    from flask import Flask, Response
+
+    app = Flask("hooktel_bench")
+
+    @app.get("/")
+    def hello() -> Response:
+        return Response(BODY, mimetype="text/plain")
+
+    return app
+
+
 @dataclass(frozen=True)
 class AppSpec:
-    """An app: which interface it speaks and how to make it (a fresh object per call).
+    """An app: its kind and how to make it (a fresh object per call).
 
     `driver_options` go to the in-process driver (`drivers.DRIVERS`); an
     `inprocess_only` app has no server and is only timed in-process.
     """
 
-    interface: Interface
+    kind: Kind
     factory: Callable[[], Any]
     description: str
     driver_options: Mapping[str, Any] = field(default_factory=dict)
     inprocess_only: bool = False
 
+    @property
+    def interface(self) -> Interface:
+        return INTERFACES[self.kind]
+
 
 APPS: dict[str, AppSpec] = {
     "raw-asgi": AppSpec("asgi", lambda: raw_asgi_hello, "raw ASGI 3 hello app"),
     "raw-wsgi": AppSpec("wsgi", lambda: raw_wsgi_hello, "raw WSGI hello app"),
+    "starlette": AppSpec("starlette", starlette_hello, "Starlette app, one route"),
+    "flask": AppSpec("flask", flask_hello, "Flask app, one route"),
     "http-hello": AppSpec("httpserver", hello_handler, "BaseHTTPRequestHandler hello"),
     # The cheapest pass through handle_one_request(): the client closed the
     # connection (EOF, as every keep-alive connection ends). A hello request
@@ -113,10 +156,11 @@ def make(app_name: str, variant_name: str, stack: ExitStack) -> Any:
 
     spec = APPS[app_name]
     variant = VARIANTS[variant_name]
-    return variant.apply(spec.interface, spec.factory(), stack)
+    return variant.apply(spec.kind, spec.factory(), stack)
 
 
 _process_stack = ExitStack()  # a server process keeps its variant until it exits
+atexit.register(_process_stack.close)  # and flushes its spans then
 
 
 def build() -> Any:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .receiver import Receiver
 from .servers import Server, ServerError, running
-from .variants import BASELINE, Variant
+from .variants import BASELINE, VARIANTS, Variant
 from .wrk import WrkError, WrkResult, run_wrk
 
 
@@ -26,6 +28,19 @@ class LoadSettings:
     warmup_seconds: int
     threads: int
     connections: int
+    parallel: int = 1  # server runs at a time: more than one only where nothing is measured
+
+
+@dataclass(frozen=True)
+class OtlpCheck:
+    """What the receiver got from one server run, against what wrk was served."""
+
+    served: int  # wrk's completed requests, warm-up included, plus the readiness probe
+    received: int  # spans the receiver counted from this server, after it stopped
+    receiver_cpu_us: float  # the receiver's CPU per measured request
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -36,6 +51,7 @@ class LoadRun:
     result: WrkResult | None  # None when the server or wrk failed
     server_cpu_us: float = 0.0  # server CPU time per request, user + system
     error: str | None = None
+    otlp: OtlpCheck | None = None  # variants that export to the receiver
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -62,8 +78,8 @@ class LoadSummary:
 
 
 def plan(servers: Sequence[Server], variants: Sequence[Variant]) -> dict[str, list[str]]:
-    """The variants each server runs: those that support its interface."""
-    return {s.name: [v.name for v in variants if v.supports(s.interface)] for s in servers}
+    """The variants each server runs: those that support the kind of its app."""
+    return {s.name: [v.name for v in variants if v.supports(s.kind)] for s in servers}
 
 
 def _rotated(names: list[str], by: int) -> list[str]:
@@ -71,15 +87,30 @@ def _rotated(names: list[str], by: int) -> list[str]:
     return names[by:] + names[:by]
 
 
-def measure_once(server: Server, variant: str, settings: LoadSettings) -> tuple[WrkResult, float]:
-    """wrk's result, and the server's CPU µs per request during the measured run."""
+def measure_once(
+    server: Server, variant: str, settings: LoadSettings, receiver: Receiver | None = None
+) -> tuple[WrkResult, float, OtlpCheck | None]:
+    """wrk's result, the server's CPU µs per request, and what the receiver got (if any)."""
+    spans_before = receiver.spans() if receiver else 0
+    served = 1  # the readiness probe
     with running(server, variant) as live:
         if settings.warmup_seconds:
-            run_wrk(live.url, settings.warmup_seconds, settings.threads, settings.connections)
+            warmup = run_wrk(
+                live.url, settings.warmup_seconds, settings.threads, settings.connections
+            )
+            served += warmup.requests
         cpu_before = live.cpu_seconds()
+        receiver_cpu_before = receiver.cpu_seconds() if receiver else 0.0
         result = run_wrk(live.url, settings.seconds, settings.threads, settings.connections)
         cpu = live.cpu_seconds() - cpu_before
-    return result, cpu / result.requests * 1e6 if result.requests else 0.0
+        receiver_cpu = receiver.cpu_seconds() - receiver_cpu_before if receiver else 0.0
+    per_request = 1e6 / result.requests if result.requests else 0.0
+    check = None
+    if receiver is not None:  # the server flushed its spans as it stopped
+        served += result.requests
+        received = receiver.wait_for(spans_before + served, timeout=30) - spans_before
+        check = OtlpCheck(served, received, receiver_cpu * per_request)
+    return result, cpu * per_request, check
 
 
 def run_load(
@@ -87,25 +118,38 @@ def run_load(
     variants: Sequence[Variant],
     settings: LoadSettings,
     log: Callable[[str], None],
+    receiver: Receiver | None = None,
 ) -> list[LoadRun]:
-    runs: list[LoadRun] = []
+    """Every (round, server, variant) once, in plan order; `settings.parallel` at a time."""
     by_server = plan(servers, variants)
-    for round_no in range(settings.rounds):
-        for server in servers:
-            for variant in _rotated(by_server[server.name], round_no):
-                try:
-                    result, cpu_us = measure_once(server, variant, settings)
-                except (ServerError, WrkError) as exc:
-                    log(f"round {round_no + 1} {server.name:<11} {variant:<19} FAILED: {exc}")
-                    runs.append(LoadRun(round_no, server.name, variant, None, error=str(exc)))
-                    continue
-                log(
-                    f"round {round_no + 1} {server.name:<11} {variant:<19} "
-                    f"{result.requests_per_sec:>9.0f} req/s  p50 {result.p50_us / 1e3:6.2f} ms"
-                    f"  p99 {result.p99_us / 1e3:6.2f} ms  server CPU {cpu_us:6.1f} µs/req"
-                )
-                runs.append(LoadRun(round_no, server.name, variant, result, cpu_us))
-    return runs
+    jobs = [
+        (round_no, server, variant)
+        for round_no in range(settings.rounds)
+        for server in servers
+        for variant in _rotated(by_server[server.name], round_no)
+    ]
+
+    def one(job: tuple[int, Server, str]) -> LoadRun:
+        round_no, server, variant = job
+        exports = receiver if VARIANTS[variant].needs_receiver else None
+        label = f"round {round_no + 1} {server.name:<17} {variant:<18}"
+        try:
+            result, cpu_us, otlp = measure_once(server, variant, settings, exports)
+        except (ServerError, WrkError) as exc:
+            log(f"{label} FAILED: {exc}")
+            return LoadRun(round_no, server.name, variant, None, error=str(exc))
+        log(
+            f"{label} {result.requests_per_sec:>7.0f} req/s  p50 {result.p50_us / 1e3:5.2f} ms"
+            f"  p99 {result.p99_us / 1e3:6.2f} ms  server CPU {cpu_us:6.1f} µs/req"
+            + (f"  spans {otlp.received:,}/{otlp.served:,}" if otlp else "")
+        )
+        return LoadRun(round_no, server.name, variant, result, cpu_us, otlp=otlp)
+
+    if settings.parallel <= 1:
+        return [one(job) for job in jobs]
+    # Only for --quick, which checks that every pair serves and measures nothing.
+    with ThreadPoolExecutor(settings.parallel) as pool:
+        return list(pool.map(one, jobs))
 
 
 def summarize(runs: Sequence[LoadRun]) -> list[LoadSummary]:

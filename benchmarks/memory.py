@@ -1,9 +1,11 @@
-"""Memory growth over many requests with one no-op instrument attached.
+"""Memory growth over many requests of one app with one variant applied.
 
 Driven in-process (`drivers.DRIVERS`), which is fast and deterministic: no
 server, no sockets, nothing else allocating. Two passes per app: one reads
 the process RSS, one traces allocations with `tracemalloc` (which would
-otherwise inflate the RSS). Both compare request N/10 with request N.
+otherwise inflate the RSS). Both compare request N/10 with request N. Before
+each reading the span processors' queues are flushed (`otelsdk.flush_all`)
+and garbage is collected, so spans waiting for export are not counted.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .inprocess import driven
+from .otelsdk import flush_all
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ def rss_bytes() -> int:
 def _serve(call: Any, count: int) -> None:
     for _ in range(count):
         call()
+    flush_all()
     gc.collect()
 
 

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from .inprocess import InprocessResult, ProfileLine
-from .load import LoadSummary
+from .load import LoadRun, LoadSummary
 from .memory import MemoryResult
+from .spancost import SpanCost
+from .spancount import SpanCountResult
 from .targets import Target
 
 
@@ -99,6 +101,66 @@ def profile_table(lines: Sequence[ProfileLine], markdown: bool = False) -> str:
         for p in lines
     ]
     headers = ["function", "calls/req", "own ns/req", "cum ns/req"]
+    return table(headers, rows, markdown)
+
+
+def spancost_table(costs: Sequence[SpanCost], markdown: bool = False) -> str:
+    rows = [[c.path, f"{c.us:.2f}", f"{c.iqr_us:.2f}", c.how] for c in costs]
+    return table(["path", "µs per span", "IQR µs", "how"], rows, markdown)
+
+
+def spancount_table(results: Sequence[SpanCountResult], markdown: bool = False) -> str:
+    rows = [
+        [
+            r.app,
+            f"{r.requests:,}",
+            f"{r.max_queue_size:,}",
+            f"{r.received:,}",
+            f"{r.distinct:,}",
+            f"{r.sdk_exported:,}",
+            f"{r.sdk_dropped:,}",
+            f"{r.unaccounted:+,}",
+            str(r.queue_full_logs),
+            f"{r.seconds:.1f}",
+        ]
+        for r in results
+    ]
+    headers = [
+        "app",
+        "requests",
+        "max_queue_size",
+        "received",
+        "distinct",
+        "SDK exported",
+        "SDK dropped",
+        "unaccounted",
+        "queue-full logs",
+        "s",
+    ]
+    return table(headers, rows, markdown)
+
+
+def otlp_load_table(runs: Sequence[LoadRun], markdown: bool = False) -> str:
+    rows = [
+        [
+            str(r.round + 1),
+            r.server,
+            r.variant,
+            f"{r.otlp.served:,}",
+            f"{r.otlp.received:,}",
+            f"{r.otlp.receiver_cpu_us:.1f}",
+        ]
+        for r in runs
+        if r.otlp is not None
+    ]
+    headers = [
+        "round",
+        "server",
+        "variant",
+        "requests served",
+        "spans received",
+        "receiver CPU µs/req",
+    ]
     return table(headers, rows, markdown)
 
 

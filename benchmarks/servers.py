@@ -19,8 +19,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .apps import APP_ENV, APPS, VARIANT_ENV, Interface
+from .apps import APP_ENV, APPS, VARIANT_ENV, Interface, Kind
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -38,6 +39,10 @@ class Server:
     @property
     def interface(self) -> Interface:
         return APPS[self.app].interface
+
+    @property
+    def kind(self) -> Kind:
+        return APPS[self.app].kind
 
 
 def _uvicorn(port: int) -> list[str]:
@@ -83,8 +88,12 @@ def _httpserver(port: int) -> list[str]:
 SERVERS: dict[str, Server] = {
     s.name: s
     for s in (
-        Server("uvicorn", "raw-asgi", _uvicorn, "uvicorn, 1 worker, raw ASGI hello app"),
-        Server("gunicorn", "raw-wsgi", _gunicorn, "gunicorn sync, 1 worker, raw WSGI hello app"),
+        Server("uvicorn-asgi", "raw-asgi", _uvicorn, "uvicorn, 1 worker, raw ASGI hello app"),
+        Server("uvicorn-starlette", "starlette", _uvicorn, "uvicorn, 1 worker, Starlette app"),
+        Server(
+            "gunicorn-wsgi", "raw-wsgi", _gunicorn, "gunicorn sync, 1 worker, raw WSGI hello app"
+        ),
+        Server("gunicorn-flask", "flask", _gunicorn, "gunicorn sync, 1 worker, Flask app"),
         Server(
             "httpserver",
             "http-hello",
@@ -145,15 +154,7 @@ def running(server: Server, variant: str) -> Iterator[Running]:
     """Start `server` with `variant`, yield it once it answers; always stop it."""
     port = free_port()
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            server.command(port),
-            cwd=ROOT,
-            env=child_env(server.app, variant),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: gunicorn's worker stops too
-        )
+        proc = start(server.command(port), log, child_env(server.app, variant))
         try:
             try:
                 _wait_ready(proc, port)
@@ -189,11 +190,43 @@ def _wait_ready(proc: subprocess.Popen[bytes], port: int) -> None:
     raise ServerError(f"not answering after {START_TIMEOUT:.0f} s ({last_error})")
 
 
+_started: set[subprocess.Popen[bytes]] = set()  # what `stop_all()` stops
+
+
+def start(
+    command: list[str], log: Any, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A process in its own session and process group (gunicorn's worker stops with it)."""
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    _started.add(proc)
+    return proc
+
+
+def stop_all() -> None:
+    """Stop every process `start()` started that is still there (the harness is stopping)."""
+    for proc in list(_started):
+        stop(proc)
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group, then SIGKILL it if it lingers."""
+    """SIGINT the process group, then SIGKILL it if it lingers.
+
+    SIGINT, not SIGTERM: uvicorn re-raises the signal that stopped it once it
+    has shut down, and only under SIGINT does Python then exit through
+    `atexit`, where a server process flushes its spans (`apps.build`).
+    """
+    _started.discard(proc)
     if proc.poll() is not None:
         return
-    for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, STOP_TIMEOUT)):
+    for sig, wait in ((signal.SIGINT, STOP_TIMEOUT), (signal.SIGKILL, STOP_TIMEOUT)):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
         try:

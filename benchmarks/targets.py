@@ -1,4 +1,4 @@
-"""The targets of issue 3, checked against a run's results (reported, never asserted)."""
+"""The targets of issues 3 and 5, checked against a run's results (reported, never asserted)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,22 @@ from typing import Any
 from .inprocess import InprocessResult
 from .load import LoadSummary
 from .memory import MemoryResult
+from .spancount import SpanCountResult
 
+# issue 3
 IDLE_NS_LIMIT = 100.0
 NOOP_RATIO_LIMIT = 0.95
-NOOP_RATIO_SERVER = "uvicorn"  # the raw ASGI app under uvicorn
+NOOP_RATIO_SERVER = "uvicorn-asgi"
 TRACEMALLOC_LIMIT = 16 * 1024  # a leak of one small object per request would be megabytes
 RSS_LIMIT = 256 * 1024
+
+# issue 5: (server, variant) -> (minimum ratio to bare, what it is)
+RATIO_TARGETS: dict[tuple[str, str], tuple[float, str]] = {
+    ("uvicorn-starlette", "hooktel-otel"): (0.85, "Starlette + HttpInstrumentation, uvicorn"),
+    ("uvicorn-asgi", "hooktel-otel"): (0.80, "raw ASGI + HttpInstrumentation, uvicorn"),
+    ("gunicorn-wsgi", "hooktel-otel"): (0.90, "raw WSGI + HttpInstrumentation, gunicorn sync"),
+    ("uvicorn-starlette", "hooktel-otlp"): (0.75, "Starlette + HttpInstrumentation, OTLP/HTTP"),
+}
 
 
 @dataclass(frozen=True)
@@ -32,30 +42,66 @@ def evaluate(
     inprocess: Sequence[InprocessResult],
     load: Sequence[LoadSummary],
     memory: Sequence[MemoryResult],
+    spans: Sequence[SpanCountResult] = (),
 ) -> list[Target]:
     targets = [_idle_target(r) for r in inprocess if r.variant == "hooktel-idle"]
-    noop = [s for s in load if (s.server, s.variant) == (NOOP_RATIO_SERVER, "hooktel-noop")]
     targets.append(
-        Target(
-            f"one no-op instrument, {NOOP_RATIO_SERVER} raw ASGI",
-            f">= {NOOP_RATIO_LIMIT:.2f} of bare throughput",
-            f"{noop[0].ratio:.3f} (server CPU ratio {noop[0].cpu_ratio or 0:.3f})"
-            if noop and noop[0].ratio is not None
-            else "not measured",
-            noop[0].ratio >= NOOP_RATIO_LIMIT if noop and noop[0].ratio is not None else None,
+        _ratio_target(
+            load, (NOOP_RATIO_SERVER, "hooktel-noop"), NOOP_RATIO_LIMIT, "one no-op instrument"
         )
     )
     targets.extend(
-        Target(
-            f"no memory growth, {m.app}",
-            f"tracemalloc < {TRACEMALLOC_LIMIT // 1024} KiB, RSS < {RSS_LIMIT // 1024} KiB",
-            f"tracemalloc {m.tracemalloc_growth_bytes:+,} B, RSS {m.rss_growth_bytes:+,} B "
-            f"over requests {m.checkpoint:,}..{m.requests:,}",
-            m.tracemalloc_growth_bytes < TRACEMALLOC_LIMIT and m.rss_growth_bytes < RSS_LIMIT,
-        )
-        for m in memory
+        _ratio_target(load, key, limit, what) for key, (limit, what) in RATIO_TARGETS.items()
     )
+    targets.extend(_memory_target(m) for m in memory)
+    targets.extend(_span_target(s) for s in spans)
     return targets
+
+
+def _ratio_target(
+    load: Sequence[LoadSummary], key: tuple[str, str], limit: float, what: str
+) -> Target:
+    found = [s for s in load if (s.server, s.variant) == key]
+    name = f"{what} ({key[0]} {key[1]})"
+    wanted = f">= {limit:.2f} of bare throughput"
+    ratio = found[0].ratio if found else None
+    if ratio is None:
+        return Target(name, wanted, "not measured", None)
+    reached = f"{ratio:.3f} (server CPU ratio {found[0].cpu_ratio or 0:.3f})"
+    return Target(name, wanted, reached, ratio >= limit)
+
+
+def _memory_target(m: MemoryResult) -> Target:
+    return Target(
+        f"no memory growth, {m.app} {m.variant}",
+        f"tracemalloc < {TRACEMALLOC_LIMIT // 1024} KiB, RSS < {RSS_LIMIT // 1024} KiB",
+        f"tracemalloc {m.tracemalloc_growth_bytes:+,} B, RSS {m.rss_growth_bytes:+,} B "
+        f"over requests {m.checkpoint:,}..{m.requests:,}",
+        m.tracemalloc_growth_bytes < TRACEMALLOC_LIMIT and m.rss_growth_bytes < RSS_LIMIT,
+    )
+
+
+def _span_target(s: SpanCountResult) -> Target:
+    what = f"{s.requests:,} requests, OTLP, queue {s.max_queue_size:,}"
+    if s.max_queue_size >= s.requests:
+        return Target(
+            f"no span lost ({what})",
+            f"the receiver counts exactly {s.requests:,} distinct spans",
+            f"{s.received:,} received, {s.distinct:,} distinct; SDK dropped {s.sdk_dropped:,}",
+            s.received == s.distinct == s.requests,
+        )
+    reached = (
+        f"{s.received:,} received; SDK counted {s.sdk_dropped:,} dropped (queue_full); "
+        f"{s.requests - s.received:,} lost"
+    )
+    if s.received == s.requests:
+        return Target(f"drops accounted ({what})", "SDK drop count = spans lost", reached, None)
+    return Target(
+        f"drops accounted ({what})",
+        "SDK drop count = spans lost",
+        reached,
+        s.unaccounted == 0,
+    )
 
 
 def _idle_target(r: InprocessResult) -> Target:

@@ -1,36 +1,51 @@
-"""What is measured on each server: bare, hooktel (idle, one no-op instrument), peers.
+"""What is measured on each server: bare, hooktel, and the OpenTelemetry peers.
 
-A variant maps each interface it supports to a function that takes the app
-(an ASGI/WSGI callable, or an `http.server` handler class), applies the
-variant and returns what the server should run. Global state it changes
-(attached instruments, patches) is undone through the `ExitStack`, so the
-in-process benchmarks can apply and remove variants in one process. A server
-runs a variant only when the variant supports the server's interface.
+A variant maps each app kind it supports (`apps.AppSpec.kind`: `asgi` and
+`wsgi` are the raw apps, then `starlette`, `flask`, `httpserver`) to a
+function that takes the app (an ASGI/WSGI callable, or an `http.server`
+handler class), applies the variant and returns what the server should run.
+Global state it changes (attached instruments, patches, tracer providers) is
+undone through the `ExitStack`, so the in-process steps can apply and remove
+variants in one process. A server runs a variant only when the variant
+supports the kind of its app.
+
+Every traced variant uses the same SDK setup (`otelsdk.tracer_provider`:
+`TracerProvider` + `BatchSpanProcessor`, an exporter that drops spans), passed
+to each instrumentation as its `tracer_provider`; no global provider is set.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.sdk.trace import TracerProvider
+
+from .otelsdk import environ, tracer_provider
+
 Apply = Callable[[Any, ExitStack], Any]
+
+OTLP_ENDPOINT_ENV = "HOOKTEL_BENCH_OTLP_ENDPOINT"  # set by the harness while a receiver runs
+FAST_PATH_ENV = "HOOKTEL_OTEL_FAST_PATH"
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
     description: str
-    by_interface: Mapping[str, Apply]
+    by_kind: Mapping[str, Apply]
+    needs_receiver: bool = False  # exports to the OTLP receiver: load step only
 
-    def supports(self, interface: str) -> bool:
-        return interface in self.by_interface
+    def supports(self, kind: str) -> bool:
+        return kind in self.by_kind
 
-    def apply(self, interface: str, app: Any, stack: ExitStack) -> Any:
-        if interface not in self.by_interface:
-            raise ValueError(f"variant {self.name!r} does not support {interface!r}")
-        return self.by_interface[interface](app, stack)
+    def apply(self, kind: str, app: Any, stack: ExitStack) -> Any:
+        if kind not in self.by_kind:
+            raise ValueError(f"variant {self.name!r} does not support {kind!r} apps")
+        return self.by_kind[kind](app, stack)
 
 
 def _unchanged(app: Any, stack: ExitStack) -> Any:
@@ -86,45 +101,159 @@ def _with_noop_instrument(wrap: Apply) -> Apply:
     return apply
 
 
-def _otel_contrib_asgi(app: Any, stack: ExitStack) -> Any:
-    # No TracerProvider is set anywhere: the API's no-op (proxy) tracer is used.
-    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-
-    return OpenTelemetryMiddleware(app)
-
-
-def _otel_contrib_wsgi(app: Any, stack: ExitStack) -> Any:
-    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
-
-    return OpenTelemetryMiddleware(app)
-
-
-_HOOKTEL: dict[str, Apply] = {
+# How a user puts hooktel's hook points on each kind of app: raw apps are
+# wrapped by hand; `HttpInstrumentation().instrument()` patches http.server,
+# Starlette and Flask itself (`hooktel.frameworks`).
+_HOOK_POINT: dict[str, Apply] = {
     "asgi": _hooktel_asgi,
     "wsgi": _hooktel_wsgi,
-    "httpserver": _hooktel_httpserver,
+    "httpserver": _unchanged,
+    "starlette": _unchanged,
+    "flask": _unchanged,
 }
 
+
+def instrument_hooktel(stack: ExitStack, provider: TracerProvider, fast: bool = True) -> None:
+    """`HttpInstrumentation().instrument(tracer_provider=provider)`; all of it undone on `stack`.
+
+    `fast` sets `HOOKTEL_OTEL_FAST_PATH` (read when the instrumentation starts)
+    whatever the caller's environment says. Uninstrumenting detaches the
+    instrument but leaves the hook points installed, so they are removed too
+    (the in-process steps need a bare app to be bare again).
+    """
+    from hooktel import frameworks, httpserver
+    from hooktel.otel import HttpInstrumentation
+
+    instrumentation = HttpInstrumentation()
+    with environ(FAST_PATH_ENV, "1" if fast else "0"):
+        instrumentation.instrument(tracer_provider=provider)
+    stack.callback(httpserver.uninstrument)
+    stack.callback(frameworks.uninstrument)
+    stack.callback(instrumentation.uninstrument)
+
+
+def hooktel_otel(kind: str, fast: bool = True, **processor: Any) -> Apply:
+    """hooktel `HttpInstrumentation` with the SDK (drop exporter unless `exporter=` is given)."""
+
+    def apply(app: Any, stack: ExitStack) -> Any:
+        instrument_hooktel(stack, tracer_provider(stack, **processor), fast)
+        return _HOOK_POINT[kind](app, stack)
+
+    return apply
+
+
+def _hooktel_otlp(kind: str) -> Apply:
+    def apply(app: Any, stack: ExitStack) -> Any:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        endpoint = os.environ.get(OTLP_ENDPOINT_ENV)
+        if not endpoint:
+            raise RuntimeError(f"{OTLP_ENDPOINT_ENV} is not set: no OTLP receiver is running")
+        return hooktel_otel(kind, exporter=OTLPSpanExporter(endpoint=endpoint))(app, stack)
+
+    return apply
+
+
+def _contrib_asgi(app: Any, stack: ExitStack, sdk: bool = True) -> Any:
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    # Without the SDK no TracerProvider is passed or set: the API's no-op tracer.
+    provider = tracer_provider(stack) if sdk else None
+    return OpenTelemetryMiddleware(app, tracer_provider=provider)
+
+
+def _contrib_wsgi(app: Any, stack: ExitStack, sdk: bool = True) -> Any:
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+    provider = tracer_provider(stack) if sdk else None
+    return OpenTelemetryMiddleware(app, tracer_provider=provider)
+
+
+def _contrib_flask(app: Any, stack: ExitStack) -> Any:
+    # The contrib WSGI documentation's way for Flask: wrap `app.wsgi_app`.
+    app.wsgi_app = _contrib_wsgi(app.wsgi_app, stack)
+    return app
+
+
+def _contrib_nosdk_asgi(app: Any, stack: ExitStack) -> Any:
+    return _contrib_asgi(app, stack, sdk=False)
+
+
+def _contrib_nosdk_wsgi(app: Any, stack: ExitStack) -> Any:
+    return _contrib_wsgi(app, stack, sdk=False)
+
+
+def _starlette_own(app: Any, stack: ExitStack) -> Any:
+    from starlette.middleware.opentelemetry import OpenTelemetryMiddleware
+
+    app.add_middleware(OpenTelemetryMiddleware, tracer_provider=tracer_provider(stack))
+    return app
+
+
 BASELINE = "bare"
+HOOKTEL_OTEL = "hooktel-otel"
+HOOKTEL_OTLP = "hooktel-otlp"
+
+_ALL_KINDS = ("asgi", "wsgi", "httpserver", "starlette", "flask")
 
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
+        Variant(BASELINE, "the app as it is", dict.fromkeys(_ALL_KINDS, _unchanged)),
+        # issue 3: the hook points
         Variant(
-            BASELINE,
-            "the app as it is",
-            {"asgi": _unchanged, "wsgi": _unchanged, "httpserver": _unchanged},
+            "hooktel-idle",
+            "hooktel hook point, nothing attached",
+            {"asgi": _hooktel_asgi, "wsgi": _hooktel_wsgi, "httpserver": _hooktel_httpserver},
         ),
-        Variant("hooktel-idle", "hooktel hook point, nothing attached", _HOOKTEL),
         Variant(
             "hooktel-noop",
             "hooktel hook point, one instrument with four no-op hooks",
-            {name: _with_noop_instrument(wrap) for name, wrap in _HOOKTEL.items()},
+            {
+                kind: _with_noop_instrument(wrap)
+                for kind, wrap in (
+                    ("asgi", _hooktel_asgi),
+                    ("wsgi", _hooktel_wsgi),
+                    ("httpserver", _hooktel_httpserver),
+                )
+            },
         ),
         Variant(
             "otel-contrib-nosdk",
             "opentelemetry-instrumentation-asgi/-wsgi OpenTelemetryMiddleware, no SDK",
-            {"asgi": _otel_contrib_asgi, "wsgi": _otel_contrib_wsgi},
+            {"asgi": _contrib_nosdk_asgi, "wsgi": _contrib_nosdk_wsgi},
+        ),
+        # issue 5: spans through the SDK
+        Variant(
+            HOOKTEL_OTEL,
+            "hooktel HttpInstrumentation, SDK (fast span path, the default)",
+            {kind: hooktel_otel(kind) for kind in _ALL_KINDS},
+        ),
+        Variant(
+            "hooktel-otel-api",
+            "hooktel HttpInstrumentation, SDK, HOOKTEL_OTEL_FAST_PATH=0 (tracer.start_span)",
+            {kind: hooktel_otel(kind, fast=False) for kind in _ALL_KINDS},
+        ),
+        Variant(
+            "otel-contrib",
+            "opentelemetry-instrumentation-asgi/-wsgi OpenTelemetryMiddleware, SDK",
+            {
+                "asgi": _contrib_asgi,
+                "starlette": _contrib_asgi,
+                "wsgi": _contrib_wsgi,
+                "flask": _contrib_flask,
+            },
+        ),
+        Variant(
+            "starlette-otel",
+            "starlette.middleware.opentelemetry.OpenTelemetryMiddleware, SDK",
+            {"starlette": _starlette_own},
+        ),
+        Variant(
+            HOOKTEL_OTLP,
+            "hooktel HttpInstrumentation, SDK, OTLP/HTTP exporter to a receiver process",
+            {"starlette": _hooktel_otlp("starlette")},
+            needs_receiver=True,
         ),
     )
 }

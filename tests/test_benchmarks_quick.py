@@ -16,17 +16,35 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = {
-    ("uvicorn", "bare"),
-    ("uvicorn", "hooktel-idle"),
-    ("uvicorn", "hooktel-noop"),
-    ("uvicorn", "otel-contrib-nosdk"),
-    ("gunicorn", "bare"),
-    ("gunicorn", "hooktel-idle"),
-    ("gunicorn", "hooktel-noop"),
-    ("gunicorn", "otel-contrib-nosdk"),
+    ("uvicorn-asgi", "bare"),
+    ("uvicorn-asgi", "hooktel-idle"),
+    ("uvicorn-asgi", "hooktel-noop"),
+    ("uvicorn-asgi", "otel-contrib-nosdk"),
+    ("uvicorn-asgi", "hooktel-otel"),
+    ("uvicorn-asgi", "hooktel-otel-api"),
+    ("uvicorn-asgi", "otel-contrib"),
+    ("uvicorn-starlette", "bare"),
+    ("uvicorn-starlette", "hooktel-otel"),
+    ("uvicorn-starlette", "hooktel-otel-api"),
+    ("uvicorn-starlette", "otel-contrib"),
+    ("uvicorn-starlette", "starlette-otel"),
+    ("uvicorn-starlette", "hooktel-otlp"),
+    ("gunicorn-wsgi", "bare"),
+    ("gunicorn-wsgi", "hooktel-idle"),
+    ("gunicorn-wsgi", "hooktel-noop"),
+    ("gunicorn-wsgi", "otel-contrib-nosdk"),
+    ("gunicorn-wsgi", "hooktel-otel"),
+    ("gunicorn-wsgi", "hooktel-otel-api"),
+    ("gunicorn-wsgi", "otel-contrib"),
+    ("gunicorn-flask", "bare"),
+    ("gunicorn-flask", "hooktel-otel"),
+    ("gunicorn-flask", "hooktel-otel-api"),
+    ("gunicorn-flask", "otel-contrib"),
     ("httpserver", "bare"),
     ("httpserver", "hooktel-idle"),
     ("httpserver", "hooktel-noop"),
+    ("httpserver", "hooktel-otel"),
+    ("httpserver", "hooktel-otel-api"),
 }
 
 
@@ -54,3 +72,4 @@ def test_quick_benchmark_every_variant_serves_requests(tmp_path: Path) -> None:
         if run["result"] and run["result"]["requests"] > 0 and run["result"]["requests_per_sec"] > 0
     }
     assert served == planned, f"no requests served by {sorted(planned - served)}"
+    assert data["chart"] and Path(data["chart"]).is_file(), "no chart was drawn"

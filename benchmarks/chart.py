@@ -1,0 +1,87 @@
+"""The throughput chart: ratio to bare per server and variant, grouped bars (PNG, matplotlib)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .load import LoadSummary
+from .variants import BASELINE, VARIANTS
+
+# Colours per variant, stable across charts: hooktel in blues, peers in warm colours.
+COLOURS = {
+    "hooktel-idle": "#c6dbef",
+    "hooktel-noop": "#9ecae1",
+    "hooktel-otel": "#2171b5",
+    "hooktel-otel-api": "#6baed6",
+    "hooktel-otlp": "#08306b",
+    "otel-contrib-nosdk": "#fdd0a2",
+    "otel-contrib": "#e6550d",
+    "starlette-otel": "#756bb1",
+}
+
+
+def draw(
+    summaries: Sequence[LoadSummary],
+    path: Path,
+    title: str,
+    targets: Mapping[tuple[str, str], float] | None = None,
+) -> Path:
+    """Bars of each variant's median ratio, grouped by server; target marks where given."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    servers = list(dict.fromkeys(s.server for s in summaries))
+    variants = [
+        name for name in VARIANTS if name != BASELINE and any(s.variant == name for s in summaries)
+    ]
+    ratio = {(s.server, s.variant): s.ratio for s in summaries if s.ratio is not None}
+    per_server = {srv: [v for v in variants if (srv, v) in ratio] for srv in servers}
+    width = 0.84 / max((len(names) for names in per_server.values()), default=1)
+    figure, axes = plt.subplots(figsize=(max(9.0, 2.2 * len(servers) + 2), 6.0), dpi=110)
+    legend: dict[str, Any] = {}
+    for x, server in enumerate(servers):
+        names = per_server[server]
+        for i, variant in enumerate(names):
+            left = x + (i - (len(names) - 1) / 2) * width
+            y = ratio[(server, variant)]
+            (bar,) = axes.bar(left, y, width * 0.92, color=COLOURS.get(variant, "#999999"))
+            legend.setdefault(variant, bar)
+            axes.text(left, y + 0.01, f"{y:.2f}", ha="center", va="bottom", fontsize=6, rotation=90)
+            wanted = (targets or {}).get((server, variant))
+            if wanted is not None:
+                axes.plot(
+                    [left - width / 2, left + width / 2], [wanted, wanted], color="black", lw=1.6
+                )
+    axes.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    axes.set_xticks(range(len(servers)), servers, fontsize=8)
+    axes.set_ylabel("throughput / bare throughput (median over rounds)")
+    axes.set_ylim(0, max(1.2, max(ratio.values(), default=1.0) + 0.12))
+    axes.set_title(title, fontsize=8)
+    ordered = [name for name in variants if name in legend]
+    axes.legend(
+        [legend[n] for n in ordered],
+        ordered,
+        fontsize=7,
+        ncol=4,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.07),
+        frameon=False,
+    )
+    axes.text(
+        0.995,
+        0.99,
+        "black tick: issue-5 target",
+        transform=axes.transAxes,
+        fontsize=7,
+        ha="right",
+        va="top",
+    )
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path

@@ -1,0 +1,176 @@
+"""An OTLP/HTTP trace receiver in its own process, that decodes and counts what arrives.
+
+`python -m benchmarks.receiver --port N` serves `POST /v1/traces`: each body
+is parsed as an `ExportTraceServiceRequest` (protobuf, as the real exporter
+sends it) and its spans are counted, distinct span ids too; nothing else is
+kept, so it costs the shared CPU little. `GET /count` answers the counts as
+JSON. `receiving()` starts one for the harness and always stops it.
+
+It is leaner than `tests/otel/otlp_receiver.py` (which turns every span into a
+dict for the tests to read) on purpose: during a load run it shares the two
+cores with the server and wrk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import http.client
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from .servers import HOST, ServerError, free_port, group_cpu_seconds, start, stop
+
+START_TIMEOUT = 30.0
+
+
+class _Counts:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.exports = 0
+        self.spans = 0
+        self.span_ids: set[bytes] = set()
+
+    def as_dict(self) -> dict[str, int]:
+        with self.lock:
+            return {
+                "exports": self.exports,
+                "spans": self.spans,
+                "distinct_span_ids": len(self.span_ids),
+            }
+
+
+class _ReceiverServer(ThreadingHTTPServer):
+    daemon_threads = True
+    counts = _Counts()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # the exporter's session keeps its connection
+    server: _ReceiverServer
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        ids = [
+            span.span_id
+            for resource_spans in request.resource_spans
+            for scope_spans in resource_spans.scope_spans
+            for span in scope_spans.spans
+        ]
+        counts = self.server.counts
+        with counts.lock:
+            counts.exports += 1
+            counts.spans += len(ids)
+            counts.span_ids.update(ids)
+        self._answer(ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
+
+    def do_GET(self) -> None:
+        self._answer(json.dumps(self.server.counts.as_dict()).encode(), "application/json")
+
+    def _answer(self, payload: bytes, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Receiver:
+    port: int
+    pid: int
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.port}/v1/traces"
+
+    def counts(self) -> dict[str, int]:
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
+        try:
+            conn.request("GET", "/count")
+            data: dict[str, int] = json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+        return data
+
+    def spans(self) -> int:
+        return self.counts()["spans"]
+
+    def wait_for(self, spans: int, timeout: float, settle: float = 1.0) -> int:
+        """Wait until `spans` arrived or the count stops moving for `settle` s; the count."""
+        deadline = time.monotonic() + timeout
+        last, last_change = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            now = self.spans()
+            if now >= spans:
+                return now
+            if now != last:
+                last, last_change = now, time.monotonic()
+            elif time.monotonic() - last_change > settle:
+                return now
+            time.sleep(0.05)
+        return self.spans()
+
+    def cpu_seconds(self) -> float:
+        return group_cpu_seconds(self.pid)
+
+
+@contextlib.contextmanager
+def receiving() -> Iterator[Receiver]:
+    """A receiver process on 127.0.0.1, answering before it is yielded; stopped on exit."""
+    port = free_port()
+    command = [sys.executable, "-m", "benchmarks.receiver", "--port", str(port)]
+    with tempfile.TemporaryFile() as log:
+        proc = start(command, log)
+        try:
+            receiver = Receiver(port, proc.pid)
+            _wait_ready(proc, receiver, log)
+            yield receiver
+        finally:
+            stop(proc)
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], receiver: Receiver, log: Any) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise ServerError(f"the OTLP receiver exited: {log.read().decode(errors='replace')}")
+        with contextlib.suppress(OSError):
+            receiver.counts()
+            return
+        time.sleep(0.05)
+    raise ServerError(f"the OTLP receiver is not answering after {START_TIMEOUT:.0f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Count OTLP/HTTP spans on 127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    port = parser.parse_args().port
+    with _ReceiverServer((HOST, port), _Handler) as server:
+        server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
