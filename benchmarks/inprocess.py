@@ -102,8 +102,8 @@ class ProfileLine:
     cumulative_ns_per_request: float
 
 
-def profile(app: str, variant: str, requests: int, top: int = 12) -> list[ProfileLine]:
-    """cProfile `requests` requests; the `top` functions by own time, per request."""
+def profile(app: str, variant: str, requests: int) -> list[ProfileLine]:
+    """cProfile `requests` requests; every function, by own time per request (most first)."""
     profiler = cProfile.Profile()
     with driven(app, variant) as call:
         profiler.enable()
@@ -122,7 +122,26 @@ def profile(app: str, variant: str, requests: int, top: int = 12) -> list[Profil
         for (file, line, name), (_cc, ncalls, tottime, cumtime, _callers) in raw.items()
     ]
     lines.sort(key=lambda p: p.own_ns_per_request, reverse=True)
-    return lines[:top]
+    return lines
+
+
+@dataclass(frozen=True)
+class ProfileFile:
+    file: str  # `hooktel/asgi.py`; `(C)` for built-in functions and methods
+    own_ns_per_request: float
+    share: float  # of the profiled path's own time
+
+
+def by_file(lines: list[ProfileLine]) -> list[ProfileFile]:
+    """Own time summed per source file: which layer the time goes to."""
+    totals: dict[str, float] = {}
+    for p in lines:
+        file = p.function.rsplit(":", 1)[0] if not p.function.startswith("~") else "(C)"
+        totals[file] = totals.get(file, 0.0) + p.own_ns_per_request
+    whole = sum(totals.values()) or 1.0
+    files = [ProfileFile(f, ns, ns / whole) for f, ns in totals.items()]
+    files.sort(key=lambda f: f.own_ns_per_request, reverse=True)
+    return files
 
 
 def _short(path: str) -> str:

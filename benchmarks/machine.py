@@ -20,8 +20,12 @@ PACKAGES = (
     "opentelemetry-instrumentation",
     "opentelemetry-instrumentation-asgi",
     "opentelemetry-instrumentation-wsgi",
+    "opentelemetry-exporter-otlp-proto-http",
+    "protobuf",
     "starlette",
     "flask",
+    "werkzeug",
+    "matplotlib",
 )
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .inprocess import InprocessResult, ProfileLine
+from .inprocess import InprocessResult, ProfileFile, ProfileLine
 from .load import LoadRun, LoadSummary
 from .memory import MemoryResult
 from .spancost import SpanCost
@@ -162,6 +162,11 @@ def otlp_load_table(runs: Sequence[LoadRun], markdown: bool = False) -> str:
         "receiver CPU µs/req",
     ]
     return table(headers, rows, markdown)
+
+
+def profile_files_table(files: Sequence[tuple[str, ProfileFile]], markdown: bool = False) -> str:
+    rows = [[path, f.file, f"{f.own_ns_per_request:,.0f}", f"{f.share:.0%}"] for path, f in files]
+    return table(["profiled", "file", "own ns/req", "share"], rows, markdown)
 
 
 def targets_table(targets: Sequence[Target], markdown: bool = False) -> str:

@@ -27,7 +27,14 @@ from typing import Any, NoReturn
 from . import chart, machine, report
 from .apps import APPS
 from .config import MEMORY_PLAN, PROFILE_PLAN, Config, Mode, configure, parse_args
-from .inprocess import InprocessResult, check_reporting, measure, profile
+from .inprocess import (
+    InprocessResult,
+    ProfileFile,
+    by_file,
+    check_reporting,
+    measure,
+    profile,
+)
 from .load import LoadRun, LoadSummary, plan, run_load, summarize
 from .memory import MemoryResult, measure_memory
 from .receiver import Receiver, receiving
@@ -152,13 +159,18 @@ def run_steps(config: Config, out: Outcome) -> None:
         out.add("Spans through OTLP/HTTP to a receiver process", report.spancount_table, out.spans)
     if "profile" in config.steps:
         out.data["profile"] = {}
+        files: list[tuple[str, ProfileFile]] = []
         for app, variant in PROFILE_PLAN:
             if app not in config.apps:
                 continue
-            lines = profile(app, variant, mode.profile_requests, top=15)
-            out.data["profile"][f"{app}/{variant}"] = [asdict(line) for line in lines]
+            lines = profile(app, variant, mode.profile_requests)
+            out.data["profile"][f"{app}/{variant}"] = [asdict(line) for line in lines[:40]]
             title = f"Profile, {app} with {variant} (cProfile, top own time)"
-            out.add(title, report.profile_table, lines)
+            out.add(title, report.profile_table, lines[:15])
+            files.extend((f"{app} {variant}", f) for f in by_file(lines)[:8])
+        if files:
+            out.data["profile_files"] = [(path, asdict(f)) for path, f in files]
+            out.add("Profile by file (own time)", report.profile_files_table, files)
     if "load" in config.steps:
         run_load_step(config, out)
 

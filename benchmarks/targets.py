@@ -90,18 +90,20 @@ def _span_target(s: SpanCountResult) -> Target:
             f"{s.received:,} received, {s.distinct:,} distinct; SDK dropped {s.sdk_dropped:,}",
             s.received == s.distinct == s.requests,
         )
+    lost = s.requests - s.received
     reached = (
-        f"{s.received:,} received; SDK counted {s.sdk_dropped:,} dropped (queue_full); "
-        f"{s.requests - s.received:,} lost"
+        f"{s.received:,} received, {lost:,} lost; SDK: {s.sdk_exported:,} exported, "
+        f"{s.sdk_dropped:,} dropped (queue_full)"
     )
-    if s.received == s.requests:
-        return Target(f"drops accounted ({what})", "SDK drop count = spans lost", reached, None)
-    return Target(
-        f"drops accounted ({what})",
-        "SDK drop count = spans lost",
-        reached,
-        s.unaccounted == 0,
-    )
+    if s.sdk_dropped > lost:
+        # BatchProcessor.emit counts a drop when it finds the queue full, but its
+        # worker may pop a batch before the span goes in: then nothing is dropped.
+        reached += f", {s.sdk_dropped - lost:,} more than lost (race in the SDK's count)"
+    name = f"drops accounted ({what})"
+    wanted = "SDK counts: exported = received, dropped >= lost"
+    if lost == 0:
+        return Target(name, wanted, reached + ": nothing was dropped", None)
+    return Target(name, wanted, reached, s.sdk_exported == s.received and s.sdk_dropped >= lost)
 
 
 def _idle_target(r: InprocessResult) -> Target:
