@@ -41,7 +41,7 @@ from typing import Any
 import httpx
 
 from tests.support.events import wait_for
-from tests.support.servers import ROOT, ServerSpec
+from tests.support.servers import ROOT, ServerSpec, StderrLog, listening_port
 
 FAST_PATH_ENV = "HOOKTEL_OTEL_FAST_PATH"
 FAST_PATHS = ("0", "1")
@@ -267,7 +267,7 @@ def tag_of(response: httpx.Response) -> str:
 
 
 @dataclass
-class OtelServer:
+class OtelServer(StderrLog):
     """A running test app: where it listens, its control channel, what it logged."""
 
     kind: Kind
@@ -361,23 +361,6 @@ class OtelServer:
         tag = response_or_tag if isinstance(response_or_tag, str) else tag_of(response_or_tag)
         return self.wait_idle().tagged(tag)
 
-    # ------------------------------------------------------------ logs
-
-    def stderr(self, offset: int = 0) -> str:
-        with self.stderr_path.open("rb") as log:
-            log.seek(offset)
-            return log.read().decode("utf-8", "replace")
-
-    def stderr_size(self) -> int:
-        return self.stderr_path.stat().st_size
-
-
-def _port(spec: ServerSpec, stderr_path: Path, process: subprocess.Popen[bytes]) -> int | None:
-    if process.poll() is not None:
-        raise AssertionError(f"server exited early:\n{stderr_path.read_text(errors='replace')}")
-    match = re.search(spec.listening, stderr_path.read_text(errors="replace"))
-    return int(match.group(1)) if match else None
-
 
 def _answers(server: OtelServer) -> bool:
     try:
@@ -418,7 +401,7 @@ def start(
         )
     try:
         port = wait_for(
-            lambda: _port(kind.spec, stderr_path, process), f"{kind.name} to listen", 30
+            lambda: listening_port(kind.spec, stderr_path, process), f"{kind.name} to listen", 30
         )
         server = OtelServer(kind, fast_path, process, port, stderr_path)
         wait_for(lambda: _answers(server), f"{kind.name} to answer", 30)

@@ -68,18 +68,10 @@ SERVERS = {
 }
 
 
-@dataclass
-class Server:
-    """A running server: where it listens, what its instruments recorded, what it logged."""
+class StderrLog:
+    """What a server subprocess wrote to stderr (its log file at `stderr_path`)."""
 
-    name: str
-    process: subprocess.Popen[bytes]
-    port: int
-    events: EventLog
     stderr_path: Path
-
-    def url(self, target: str) -> str:
-        return f"http://127.0.0.1:{self.port}{target}"
 
     def stderr(self, offset: int = 0) -> str:
         """What the server wrote to stderr, from byte `offset` on."""
@@ -91,9 +83,26 @@ class Server:
         return self.stderr_path.stat().st_size
 
 
-def _port(spec: ServerSpec, stderr_path: Path, process: subprocess.Popen[bytes]) -> int | None:
+@dataclass
+class Server(StderrLog):
+    """A running server: where it listens, what its instruments recorded, what it logged."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    events: EventLog
+    stderr_path: Path
+
+    def url(self, target: str) -> str:
+        return f"http://127.0.0.1:{self.port}{target}"
+
+
+def listening_port(
+    spec: ServerSpec, stderr_path: Path, process: subprocess.Popen[bytes]
+) -> int | None:
+    """The port the server logged it listens on; None until it has."""
     if process.poll() is not None:
-        raise AssertionError(f"server exited early:\n{stderr_path.read_text()}")
+        raise AssertionError(f"server exited early:\n{stderr_path.read_text(errors='replace')}")
     match = re.search(spec.listening, stderr_path.read_text(errors="replace"))
     return int(match.group(1)) if match else None
 
@@ -126,7 +135,7 @@ def running_server(name: str, workdir: Path) -> Iterator[Server]:
             [sys.executable, *spec.args], cwd=ROOT, env=env, stdout=stdout, stderr=stderr
         )
     try:
-        port = wait_for(lambda: _port(spec, stderr_path, process), f"{name} to listen", 15)
+        port = wait_for(lambda: listening_port(spec, stderr_path, process), f"{name} to listen", 15)
         server = Server(name, process, port, EventLog(events_path), stderr_path)
         wait_for(lambda: _answers(server.url("/hello")), f"{name} to answer", 15)
         yield server
