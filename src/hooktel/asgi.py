@@ -40,7 +40,13 @@ class TelemetryMiddleware:
         if hooks is None or scope["type"] != "http" or OPERATION_KEY in scope:
             await self.app(scope, receive, send)
             return
-        await _Request(hooks, scope, receive, send).run(self.app)
+        request = _Request(hooks, scope, receive, send)
+        try:
+            await self.app(scope, request.receive, request.send)
+        except BaseException as exc:
+            request.raised(exc)
+            raise
+        request.returned()
 
 
 class _Request:
@@ -70,17 +76,14 @@ class _Request:
         )
         scope[OPERATION_KEY] = self.op.id
 
-    async def run(self, app: ASGIApp) -> None:
-        op = self.op
-        try:
-            await app(self.scope, self.receive, self.send)
-        except BaseException as exc:
+    def raised(self, exc: BaseException) -> None:
+        self._note_route()
+        self.op.fail_with(exc)
+
+    def returned(self) -> None:
+        if not self.op.done:
             self._note_route()
-            op.fail_with(exc)
-            raise
-        if not op.done:
-            self._note_route()
-            op.fail("RuntimeError", "ASGI app returned without completing the response")
+            self.op.fail("RuntimeError", "ASGI app returned without completing the response")
 
     async def receive(self) -> Message:
         message = await self._receive()
