@@ -27,7 +27,7 @@ from ._instrument import (
 )
 
 MAX_INJECTED_HEADERS = 20
-_BAD_VALUE = re.compile("[\r\n\x00\u0100-\U0010ffff]")  # CR, LF, NUL, not latin-1
+_BAD_VALUE = re.compile("[\u0100-\U0010ffff]")  # not latin-1
 
 # One slot per kind; `None` when nothing of that kind is attached. Server hook
 # points index this list directly: it is the one check they pay per request.
@@ -141,7 +141,7 @@ def _notify(hooks: tuple[_Bound, ...], event: str, op_id: int, attrs: Attributes
 
 
 def _merge_injected(headers: dict[str, str], returned: object) -> None:
-    if not isinstance(returned, Mapping):
+    if type(returned) is not dict and not isinstance(returned, Mapping):  # dict: skip the ABC
         raise TypeError(f"returned {type(returned).__name__}, expected a mapping of headers")
     rejected = []
     for key, value in returned.items():
@@ -157,11 +157,14 @@ def _merge_injected(headers: dict[str, str], returned: object) -> None:
 
 def _valid_header(name: object, value: object) -> bool:
     return (
-        isinstance(name, str)
-        and isinstance(value, str)
-        and is_token(name)
+        type(name) is str
+        and type(value) is str
         and len(value) <= MAX_HEADER_VALUE
-        and _BAD_VALUE.search(value) is None
+        and is_token(name)
+        and "\r" not in value
+        and "\n" not in value
+        and "\x00" not in value
+        and (value.isascii() or _BAD_VALUE.search(value) is None)
     )
 
 

@@ -20,7 +20,7 @@ it off; the test suite runs both ways and compares them.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import trace as trace_api
@@ -56,6 +56,10 @@ class FastSpans:
     def __init__(self, tracer: sdk_trace.Tracer) -> None:
         self._tracer = tracer
         self._trusted_sampler = type(tracer.sampler) in _PASS_THROUGH_SAMPLERS
+        # What older or newer SDKs may lack, looked up once.
+        self._is_enabled: Callable[[], bool] | None = getattr(tracer, "_is_enabled", None)
+        self._metrics: Any = getattr(tracer, "_tracer_metrics", None)
+        self._random_ids = _is_trace_id_random(tracer)
 
     @classmethod
     def for_tracer(cls, tracer: trace_api.Tracer) -> FastSpans | None:
@@ -78,15 +82,14 @@ class FastSpans:
         parent_context: trace_api.SpanContext | None = trace_api.get_current_span(
             parent
         ).get_span_context()
-        is_enabled = getattr(tracer, "_is_enabled", None)
-        if is_enabled is not None and not is_enabled():
+        if self._is_enabled is not None and not self._is_enabled():
             return trace_api.NonRecordingSpan(
                 context=parent_context or trace_api.INVALID_SPAN_CONTEXT
             )
         if parent_context is None or not parent_context.is_valid:
             parent_context = None
             trace_id = tracer.id_generator.generate_trace_id()
-            random_trace_id = _is_trace_id_random(tracer)
+            random_trace_id = self._random_ids
         else:
             trace_id = parent_context.trace_id
             random_trace_id = bool(parent_context.trace_flags & _RANDOM_TRACE_ID)
@@ -104,7 +107,7 @@ class FastSpans:
             trace_flags=flags,
             trace_state=decision.trace_state,
         )
-        metrics = getattr(tracer, "_tracer_metrics", None)
+        metrics = self._metrics
         record_end = metrics.start_span(parent_context, decision.decision) if metrics else None
         if decision.decision is sampling.Decision.DROP:
             return trace_api.NonRecordingSpan(context=context)
