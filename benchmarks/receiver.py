@@ -38,6 +38,24 @@ from .servers import HOST, ServerError, free_port, group_cpu_seconds, start, sto
 START_TIMEOUT = 30.0
 
 
+def read_export(handler: BaseHTTPRequestHandler) -> ExportTraceServiceRequest:
+    """The OTLP/HTTP export request in a POST body, gzip or not."""
+    body = handler.rfile.read(int(handler.headers.get("Content-Length", "0")))
+    if handler.headers.get("Content-Encoding") == "gzip":
+        body = gzip.decompress(body)
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body)
+    return request
+
+
+def answer(handler: BaseHTTPRequestHandler, payload: bytes, content_type: str) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    handler.wfile.write(payload)
+
+
 class _Counts:
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -64,11 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _ReceiverServer
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        request = ExportTraceServiceRequest()
-        request.ParseFromString(body)
+        request = read_export(self)
         ids = [
             span.span_id
             for resource_spans in request.resource_spans
@@ -80,17 +94,10 @@ class _Handler(BaseHTTPRequestHandler):
             counts.exports += 1
             counts.spans += len(ids)
             counts.span_ids.update(ids)
-        self._answer(ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
+        answer(self, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
 
     def do_GET(self) -> None:
-        self._answer(json.dumps(self.server.counts.as_dict()).encode(), "application/json")
-
-    def _answer(self, payload: bytes, content_type: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        answer(self, json.dumps(self.server.counts.as_dict()).encode(), "application/json")
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -9,7 +9,6 @@ prints `listening on PORT`.
 
 from __future__ import annotations
 
-import gzip
 import json
 import sys
 import threading
@@ -22,6 +21,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from benchmarks.receiver import answer, read_export
+
 
 def _value(value: AnyValue) -> Any:
     kind = value.WhichOneof("value")
@@ -30,10 +31,8 @@ def _value(value: AnyValue) -> Any:
     return getattr(value, kind) if kind else None
 
 
-def decode(body: bytes) -> list[dict[str, Any]]:
+def decode(request: ExportTraceServiceRequest) -> list[dict[str, Any]]:
     """The spans of one export request, flattened to plain dicts."""
-    request = ExportTraceServiceRequest()
-    request.ParseFromString(body)
     spans = []
     for resource_spans in request.resource_spans:
         resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
@@ -77,26 +76,16 @@ class _Handler(BaseHTTPRequestHandler):
     server: OtlpReceiver
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        spans = decode(body)
+        spans = decode(read_export(self))
         with self.server.lock:
             self.server.spans.extend(spans)
-        self._answer(ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
+        answer(self, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
 
     def do_GET(self) -> None:
         with self.server.lock:
             data = self.server.spans if self.path == "/spans" else len(self.server.spans)
             payload = json.dumps(data).encode()
-        self._answer(payload, "application/json")
-
-    def _answer(self, payload: bytes, content_type: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        answer(self, payload, "application/json")
 
     def log_message(self, format: str, *args: object) -> None:
         pass
