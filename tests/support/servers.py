@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ class ServerSpec:
     """How to start one server, and the log line that tells its port."""
 
     args: tuple[str, ...]
-    listening: str  # regex with the port as group 1
+    listening: str  # regex with the port as group 1; "" when the server cannot pick one
 
 
 SERVERS = {
@@ -60,6 +61,19 @@ SERVERS = {
     "hypercorn": ServerSpec(
         ("-m", "hypercorn", "--bind=127.0.0.1:0", ASGI_APP),
         r"Running on http://127\.0\.0\.1:(\d+)",
+    ),
+    # granian logs "Listening at: ...:0" for port 0, so it gets a free port picked here.
+    "granian": ServerSpec(
+        (
+            "-m",
+            "granian",
+            "--interface=asgi",
+            "--host=127.0.0.1",
+            "--port={port}",
+            "--workers=1",
+            ASGI_APP,
+        ),
+        "",
     ),
     "waitress": ServerSpec(
         ("-m", "waitress", "--listen=127.0.0.1:0", WSGI_APP),
@@ -107,6 +121,13 @@ def listening_port(
     return int(match.group(1)) if match else None
 
 
+def _free_port() -> int:
+    """A port free on 127.0.0.1 now, for a server that cannot pick its own."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def _answers(url: str) -> bool:
     try:
         return httpx.get(url, timeout=1.0).status_code == 200
@@ -130,12 +151,16 @@ def running_server(name: str, workdir: Path) -> Iterator[Server]:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "PYTHONUNBUFFERED": "1",
     }
+    chosen = 0 if spec.listening else _free_port()
+    args = [arg.format(port=chosen) for arg in spec.args]
     with (workdir / "stdout.log").open("wb") as stdout, stderr_path.open("wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, *spec.args], cwd=ROOT, env=env, stdout=stdout, stderr=stderr
+            [sys.executable, *args], cwd=ROOT, env=env, stdout=stdout, stderr=stderr
         )
     try:
-        port = wait_for(lambda: listening_port(spec, stderr_path, process), f"{name} to listen", 15)
+        port = chosen or wait_for(
+            lambda: listening_port(spec, stderr_path, process), f"{name} to listen", 15
+        )
         server = Server(name, process, port, EventLog(events_path), stderr_path)
         wait_for(lambda: _answers(server.url("/hello")), f"{name} to answer", 15)
         yield server

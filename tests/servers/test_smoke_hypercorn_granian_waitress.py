@@ -1,4 +1,4 @@
-"""Smoke test under two more servers: hypercorn (ASGI) and waitress (WSGI).
+"""Smoke test under three more servers: hypercorn and granian (ASGI), waitress (WSGI).
 
 Start, end and error reach the instruments, with the lifecycle checked.
 """
@@ -16,7 +16,7 @@ from tests.support.recorder import TAG_HEADER
 from tests.support.servers import Server, running_server
 
 
-@pytest.fixture(scope="module", params=["hypercorn", "waitress"])
+@pytest.fixture(scope="module", params=["hypercorn", "granian", "waitress"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
