@@ -105,8 +105,8 @@ def _scan_headers(
         elif name == "user-agent":
             attrs["user_agent.original"] = cap(value, MAX_HEADER_VALUE)
         elif name == "content-length":
-            if value.isascii() and value.isdigit():
-                attrs["http.request.body.size"] = int(value)
+            if (size := decimal(value)) is not None:
+                attrs["http.request.body.size"] = size
         elif name == "traceparent":
             traceparents.append(value)
         elif name == "tracestate":
@@ -144,9 +144,15 @@ def _split_host(host: str, scheme: str) -> tuple[str, int] | None:
     if not port_text:
         port = _DEFAULT_PORTS.get(scheme)
         return (address, port) if port is not None else None
-    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+    port = decimal(port_text)
+    if port is None or not 0 < port < 65536:
         return None
-    return address, int(port_text)
+    return address, port
+
+
+def decimal(text: str) -> int | None:
+    """The number written in ASCII digits, else None (`str.isdigit` alone accepts '²')."""
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _authority(server: tuple[str, int] | None) -> str:

@@ -17,6 +17,7 @@ from ._http import (
     OPERATION_KEY,
     ROUTE_KEY,
     begin_http,
+    decimal,
     header_pairs,
     omits_body,
 )
@@ -65,8 +66,8 @@ def _path(environ: Environ) -> str:
 
 
 def _peer(environ: Environ, host: str, port: str) -> tuple[str, int] | None:
-    address, number = environ.get(host), str(environ.get(port, ""))
-    return (address, int(number)) if address and number.isascii() and number.isdigit() else None
+    address, number = environ.get(host), decimal(str(environ.get(port, "")))
+    return (address, number) if address and number is not None else None
 
 
 class _Request:
@@ -106,7 +107,7 @@ class _Request:
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
     ) -> Write:
         op = self.op
-        code = int(status[:3]) if status[:3].isascii() and status[:3].isdigit() else 0
+        code = decimal(status[:3]) or 0
         op.respond(code, header_pairs(headers) if op.hooks.response_capture else ())
         self.counts_body = not omits_body(self.environ.get("REQUEST_METHOD", "GET"), code)
         if self._injected is None:  # a second call (with exc_info) reuses the first answer

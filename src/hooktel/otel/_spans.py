@@ -146,7 +146,7 @@ class ServerSpans:
         try:
             span = live.span
             if span.is_recording():
-                self._set_attributes(span, self._span_attributes(attrs.items()))
+                _fastpath.set_trusted(span, self._span_attributes(attrs.items()))
                 route = attrs.get("http.route")
                 if route:
                     span.update_name(f"{_method_name(live.method)} {route}")
@@ -162,12 +162,6 @@ class ServerSpans:
         if self._fast_enabled:
             self._fast = FastSpans.for_tracer(self._tracer)
         return self._fast
-
-    def _set_attributes(self, span: trace.Span, attributes: dict[str, Any]) -> None:
-        if self._fast is not None:
-            _fastpath.set_trusted(span, attributes)
-        else:
-            span.set_attributes(attributes)
 
     def _span_attributes(self, items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
         skip, sanitized = self._skip, self._sanitized
