@@ -108,6 +108,20 @@ class Kind:
         return self.routes.get(name)
 
 
+# The same app under two workers (Flask) or two interfaces (Django) has the same routes.
+_FLASK_ROUTES = {
+    "item": "/items/<item_id>",
+    "status": "/status/<int:code>",
+    "anything": "/anything",
+    "api_item": "/api/items/<item_id>",
+}
+_DJANGO_ROUTES = {  # resolver_match.route: no leading slash
+    "item": "items/<str:item_id>",
+    "status": "status/<int:code>",
+    "anything": "anything",
+    "api_item": "api/items/<str:item_id>",
+}
+
 KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
@@ -136,45 +150,25 @@ KINDS: dict[str, Kind] = {
         Kind(
             "flask-sync",
             _gunicorn("tests.otel.apps.flask_app:app"),
-            routes={
-                "item": "/items/<item_id>",
-                "status": "/status/<int:code>",
-                "anything": "/anything",
-                "api_item": "/api/items/<item_id>",
-            },
+            routes=_FLASK_ROUTES,
             handlers={"sync": "/items/"},
         ),
         Kind(
             "flask-gthread",
             _gunicorn("tests.otel.apps.flask_app:app", "gthread"),
-            routes={
-                "item": "/items/<item_id>",
-                "status": "/status/<int:code>",
-                "anything": "/anything",
-                "api_item": "/api/items/<item_id>",
-            },
+            routes=_FLASK_ROUTES,
             handlers={"thread": "/items/"},
         ),
         Kind(
             "django-asgi",
             _uvicorn("tests.otel.apps.django_app:asgi_app"),
-            routes={
-                "item": "items/<str:item_id>",
-                "status": "status/<int:code>",
-                "anything": "anything",
-                "api_item": "api/items/<str:item_id>",
-            },
+            routes=_DJANGO_ROUTES,
             handlers={"sync": "/items/", "async": "/async/"},
         ),
         Kind(
             "django-wsgi",
             _gunicorn("tests.otel.apps.django_app:wsgi_app"),
-            routes={
-                "item": "items/<str:item_id>",
-                "status": "status/<int:code>",
-                "anything": "anything",
-                "api_item": "api/items/<str:item_id>",
-            },
+            routes=_DJANGO_ROUTES,
             handlers={"sync": "/items/", "async": "/async/"},
         ),
         Kind(
