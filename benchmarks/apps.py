@@ -35,16 +35,22 @@ VARIANT_ENV = "HOOKTEL_BENCH_VARIANT"
 BODY = b"hello"
 
 
+async def answer_lifespan(receive: Any, send: Any) -> None:
+    """Complete the ASGI lifespan protocol, so servers need no flag to skip it."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def raw_asgi_hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """The smallest ASGI 3 app: 200, 5 bytes. Handles lifespan so servers need no flag."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await answer_lifespan(receive, send)
+        return
     await send(
         {
             "type": "http.response.start",

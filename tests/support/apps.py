@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import hooktel.httpserver
+from benchmarks.apps import answer_lifespan
 from hooktel.asgi import TelemetryMiddleware as AsgiTelemetry
 from hooktel.wsgi import TelemetryMiddleware as WsgiTelemetry
 from tests.support.recorder import TAG_HEADER, attach_from_env, served
@@ -75,13 +76,8 @@ def boom() -> None:
 
 async def raw_asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await answer_lifespan(receive, send)
+        return
     path = scope["path"]
     if path == "/boom":
         boom()
