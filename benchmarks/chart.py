@@ -9,7 +9,8 @@ from typing import Any
 from .load import LoadSummary
 from .variants import BASELINE, VARIANTS
 
-# Colours per variant, stable across charts: hooktel in blues, peers in warm colours.
+# Colours per variant, stable across charts: hooktel in blues, peers in warm colours,
+# references (`Variant.reference`) in grey and hatched.
 COLOURS = {
     "hooktel-idle": "#c6dbef",
     "hooktel-noop": "#9ecae1",
@@ -19,7 +20,9 @@ COLOURS = {
     "otel-contrib-nosdk": "#fdd0a2",
     "otel-contrib": "#e6550d",
     "starlette-otel": "#756bb1",
+    "sdk-floor": "#bdbdbd",
 }
+REFERENCE_HATCH = "///"
 
 
 def draw(
@@ -48,7 +51,15 @@ def draw(
         for i, variant in enumerate(names):
             left = x + (i - (len(names) - 1) / 2) * width
             y = ratio[(server, variant)]
-            (bar,) = axes.bar(left, y, width * 0.92, color=COLOURS.get(variant, "#999999"))
+            reference = VARIANTS[variant].reference
+            (bar,) = axes.bar(
+                left,
+                y,
+                width * 0.92,
+                color=COLOURS.get(variant, "#999999"),
+                hatch=REFERENCE_HATCH if reference else None,
+                edgecolor="#636363" if reference else None,
+            )
             legend.setdefault(variant, bar)
             axes.text(left, y + 0.01, f"{y:.2f}", ha="center", va="bottom", fontsize=6, rotation=90)
             wanted = (targets or {}).get((server, variant))
@@ -64,7 +75,7 @@ def draw(
     ordered = [name for name in variants if name in legend]
     axes.legend(
         [legend[n] for n in ordered],
-        ordered,
+        [f"{n} (reference)" if VARIANTS[n].reference else n for n in ordered],
         fontsize=7,
         ncol=4,
         loc="upper center",
@@ -74,7 +85,7 @@ def draw(
     axes.text(
         0.995,
         0.99,
-        "black tick: issue-5 target",
+        "black tick: issue-5 target; hatched: reference, not an instrumentation",
         transform=axes.transAxes,
         fontsize=7,
         ha="right",

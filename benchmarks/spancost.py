@@ -75,9 +75,11 @@ FROM_INPROCESS = (
     ("raw-asgi", "hooktel-otel-api", "hooktel HttpInstrumentation, API path (ASGI request)"),
     ("raw-asgi", "hooktel-noop", "hook layer alone: ASGI hook point + one no-op instrument"),
     ("raw-asgi", "otel-contrib", "contrib asgi OpenTelemetryMiddleware + SDK (ASGI request)"),
+    ("raw-asgi", "sdk-floor", "reference: the SDK calls alone, sdk-floor (ASGI request)"),
     ("raw-wsgi", "hooktel-otel", "hooktel HttpInstrumentation, fast path (WSGI request)"),
     ("raw-wsgi", "hooktel-noop", "hook layer alone: WSGI hook point + one no-op instrument"),
     ("raw-wsgi", "otel-contrib", "contrib wsgi OpenTelemetryMiddleware + SDK (WSGI request)"),
+    ("raw-wsgi", "sdk-floor", "reference: the SDK calls alone, sdk-floor (WSGI request)"),
 )
 
 

@@ -1,4 +1,4 @@
-"""What is measured on each server: bare, hooktel, and the OpenTelemetry peers.
+"""What is measured on each server: bare, hooktel, the OpenTelemetry peers, and the SDK floor.
 
 A variant maps each app kind it supports (`apps.AppSpec.kind`: `asgi` and
 `wsgi` are the raw apps, then `starlette`, `flask`, `httpserver`) to a
@@ -38,6 +38,7 @@ class Variant:
     description: str
     by_kind: Mapping[str, Apply]
     needs_receiver: bool = False  # exports to the OTLP receiver: load step only
+    reference: bool = False  # not an instrumentation: a bound to compare with (`SDK_FLOOR`)
 
     def supports(self, kind: str) -> bool:
         return kind in self.by_kind
@@ -183,6 +184,24 @@ def _contrib_nosdk_wsgi(app: Any, stack: ExitStack) -> Any:
     return _contrib_wsgi(app, stack, sdk=False)
 
 
+def _floor_asgi(app: Any, stack: ExitStack) -> Any:
+    # Starlette too: the Starlette app is wrapped as the raw ASGI app it is.
+    from .floor import floor_asgi
+
+    return floor_asgi(app, tracer_provider(stack))
+
+
+def _floor_wsgi(app: Any, stack: ExitStack) -> Any:
+    from .floor import floor_wsgi
+
+    return floor_wsgi(app, tracer_provider(stack))
+
+
+def _floor_flask(app: Any, stack: ExitStack) -> Any:
+    app.wsgi_app = _floor_wsgi(app.wsgi_app, stack)  # as `otel-contrib` does
+    return app
+
+
 def _starlette_own(app: Any, stack: ExitStack) -> Any:
     from starlette.middleware.opentelemetry import OpenTelemetryMiddleware
 
@@ -193,6 +212,7 @@ def _starlette_own(app: Any, stack: ExitStack) -> Any:
 BASELINE = "bare"
 HOOKTEL_OTEL = "hooktel-otel"
 HOOKTEL_OTLP = "hooktel-otlp"
+SDK_FLOOR = "sdk-floor"
 
 _ALL_KINDS = ("asgi", "wsgi", "httpserver", "starlette", "flask")
 
@@ -254,6 +274,19 @@ VARIANTS: dict[str, Variant] = {
             "hooktel HttpInstrumentation, SDK, OTLP/HTTP exporter to a receiver process",
             {"starlette": _hooktel_otlp("starlette")},
             needs_receiver=True,
+        ),
+        # A reference, not an instrumentation (`benchmarks/floor.py`): the bound
+        # on what anything going through the SDK's sampler and processor can reach.
+        Variant(
+            SDK_FLOOR,
+            "reference: only the SDK calls any SDK-backed instrumentation must make (no hooktel)",
+            {
+                "asgi": _floor_asgi,
+                "starlette": _floor_asgi,
+                "wsgi": _floor_wsgi,
+                "flask": _floor_flask,
+            },
+            reference=True,
         ),
     )
 }
