@@ -51,10 +51,10 @@ class HeaderCapture:
     def collect(self, headers: Iterable[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
         """Attributes for the captured headers among `(lowercase name, value)` pairs."""
         keys = self.keys
-        found: dict[str, list[str]] = {}
+        found: dict[str, tuple[str, ...]] = {}
         for name, value in headers:
             if name in keys:
-                found.setdefault(name, []).append(
-                    REDACTED if name in self.redacted else cap(value, MAX_HEADER_VALUE)
-                )
-        return {keys[name]: tuple(values) for name, values in found.items()}
+                key = keys[name]
+                kept = REDACTED if name in self.redacted else cap(value, MAX_HEADER_VALUE)
+                found[key] = (*found[key], kept) if key in found else (kept,)
+        return found

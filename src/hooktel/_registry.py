@@ -72,13 +72,13 @@ class Hooks:
     """
 
     __slots__ = (
-        "_end",
-        "_error",
         "_inject",
-        "_start",
         "capture_request_headers",
         "capture_response_headers",
         "generate_id",
+        "notify_end",
+        "notify_error",
+        "notify_start",
         "request_capture",
         "response_capture",
     )
@@ -91,10 +91,10 @@ class Hooks:
                 if hook in inst.hooks
             )
 
-        self._start = bound("on_operation_start")
+        self.notify_start = _notifier(bound("on_operation_start"), "on_operation_start")
+        self.notify_end = _notifier(bound("on_operation_end"), "on_operation_end")
+        self.notify_error = _notifier(bound("on_operation_error"), "on_operation_error")
         self._inject = bound("on_operation_inject")
-        self._end = bound("on_operation_end")
-        self._error = bound("on_operation_error")
         self.capture_request_headers = _union(i.capture_request_headers for i in instruments)
         self.capture_response_headers = _union(i.capture_response_headers for i in instruments)
         # None when empty, so the per-request check is a plain truth test.
@@ -110,15 +110,6 @@ class Hooks:
         )
         self.generate_id: Callable[[], int] = _operation_ids.__next__
 
-    def notify_start(self, op_id: int, attrs: Attributes) -> None:
-        _notify(self._start, "on_operation_start", op_id, attrs)
-
-    def notify_end(self, op_id: int, attrs: Attributes) -> None:
-        _notify(self._end, "on_operation_end", op_id, attrs)
-
-    def notify_error(self, op_id: int, attrs: Attributes) -> None:
-        _notify(self._error, "on_operation_error", op_id, attrs)
-
     def notify_inject(self, op_id: int) -> dict[str, str]:
         """Merge the headers instruments want on the response; the first to set one wins."""
         headers: dict[str, str] = {}
@@ -132,21 +123,42 @@ class Hooks:
         return headers
 
 
-def _notify(hooks: tuple[_Bound, ...], event: str, op_id: int, attrs: Attributes) -> None:
-    for hook, name, version in hooks:
-        try:
-            hook(op_id, attrs)
-        except Exception as exc:
-            report_hook_error(event, name, version, exc)
+Notify = Callable[[int, Attributes], None]
+
+
+def _notifier(hooks: tuple[_Bound, ...], event: str) -> Notify:
+    """Calls every hook in `hooks`, reporting (never raising) what a hook raises.
+
+    One attached instrument is the usual case: its hook is called without the loop.
+    """
+    if len(hooks) == 1:
+        [(hook, name, version)] = hooks
+
+        def notify_one(op_id: int, attrs: Attributes) -> None:
+            try:
+                hook(op_id, attrs)
+            except Exception as exc:
+                report_hook_error(event, name, version, exc)
+
+        return notify_one
+
+    def notify(op_id: int, attrs: Attributes) -> None:
+        for hook, name, version in hooks:
+            try:
+                hook(op_id, attrs)
+            except Exception as exc:
+                report_hook_error(event, name, version, exc)
+
+    return notify
 
 
 def _merge_injected(headers: dict[str, str], returned: object) -> None:
     if type(returned) is not dict and not isinstance(returned, Mapping):  # dict: skip the ABC
         raise TypeError(f"returned {type(returned).__name__}, expected a mapping of headers")
-    rejected = []
+    rejected = None
     for key, value in returned.items():
         if not _valid_header(key, value):
-            rejected.append(key)
+            rejected = [*(rejected or ()), key]
         elif len(headers) < MAX_INJECTED_HEADERS:
             headers.setdefault(key.lower(), value)
     if rejected:

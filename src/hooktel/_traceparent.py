@@ -14,6 +14,9 @@ _ZERO_SPAN = "0" * 16
 _V00_LENGTH = 55
 
 
+_FLAGS_HEX = tuple(f"{flags:02x}" for flags in range(256))
+
+
 class TraceParent(NamedTuple):
     trace_id: str
     span_id: str
@@ -36,3 +39,11 @@ def parse_traceparent(value: str) -> TraceParent | None:
     if len(value) != _V00_LENGTH and (version == "00" or value[_V00_LENGTH] != "-"):
         return None
     return TraceParent(trace_id, span_id, int(flags, 16))
+
+
+def format_traceparent(trace_id: int, span_id: int, trace_flags: int) -> str:
+    """A version `00` value; `int.to_bytes(...).hex()` is ~3x cheaper than `:032x` formatting."""
+    return (
+        f"00-{trace_id.to_bytes(16, 'big').hex()}-{span_id.to_bytes(8, 'big').hex()}"
+        f"-{_FLAGS_HEX[trace_flags]}"
+    )

@@ -40,8 +40,15 @@ _PASS_THROUGH_SAMPLERS = (
     sampling.ParentBased,
 )
 _RANDOM_TRACE_ID = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+# The four trace flags a span can start with: _FLAGS[sampled][random trace id].
+_FLAGS = (
+    (TraceFlags(TraceFlags.DEFAULT), TraceFlags(TraceFlags.DEFAULT | _RANDOM_TRACE_ID)),
+    (TraceFlags(TraceFlags.SAMPLED), TraceFlags(TraceFlags.SAMPLED | _RANDOM_TRACE_ID)),
+)
+# Enum members as plain constants: each `Enum.MEMBER` lookup costs ~80 ns on Python 3.11.
+_SERVER = SpanKind.SERVER
+_RECORD_AND_SAMPLE = sampling.Decision.RECORD_AND_SAMPLE
+_DROP = sampling.Decision.DROP
 _SDK_TRACER_FIELDS = ("sampler", "id_generator", "resource", "span_processor", "_span_limits")
 
 
@@ -58,8 +65,13 @@ class FastSpans:
         self._trusted_sampler = type(tracer.sampler) in _PASS_THROUGH_SAMPLERS
         # What older or newer SDKs may lack, looked up once.
         self._is_enabled: Callable[[], bool] | None = getattr(tracer, "_is_enabled", None)
-        self._metrics: Any = getattr(tracer, "_tracer_metrics", None)
+        metrics = getattr(tracer, "_tracer_metrics", None)
+        # The SDK's internal metrics are off unless OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED.
+        self._metrics: Any = None if type(metrics).__name__ == "NoOpTracerMetrics" else metrics
         self._random_ids = _is_trace_id_random(tracer)
+        self._on_ending: Callable[[Any], None] | None = getattr(
+            tracer.span_processor, "_on_ending", None
+        )
 
     @classmethod
     def for_tracer(cls, tracer: trace_api.Tracer) -> FastSpans | None:
@@ -93,28 +105,27 @@ class FastSpans:
         else:
             trace_id = parent_context.trace_id
             random_trace_id = bool(parent_context.trace_flags & _RANDOM_TRACE_ID)
-        decision = tracer.sampler.should_sample(
-            parent, trace_id, name, SpanKind.SERVER, attributes, ()
-        )
-        sampled = decision.decision is sampling.Decision.RECORD_AND_SAMPLE
-        flags = _SAMPLED if sampled else _NOT_SAMPLED
-        if random_trace_id and _RANDOM_TRACE_ID:
-            flags = TraceFlags(flags | _RANDOM_TRACE_ID)
+        decision = tracer.sampler.should_sample(parent, trace_id, name, _SERVER, attributes, ())
+        sampled = decision.decision is _RECORD_AND_SAMPLE
         context = trace_api.SpanContext(
             trace_id,
             tracer.id_generator.generate_span_id(),
-            is_remote=False,
-            trace_flags=flags,
-            trace_state=decision.trace_state,
+            False,  # is_remote
+            _FLAGS[sampled][random_trace_id],
+            decision.trace_state,
         )
         metrics = self._metrics
         record_end = metrics.start_span(parent_context, decision.decision) if metrics else None
-        if decision.decision is sampling.Decision.DROP:
+        if decision.decision is _DROP:
             return trace_api.NonRecordingSpan(context=context)
         if self._trusted_sampler:
-            span = RequestSpan(name, context, parent_context, attributes, tracer, record_end)
+            span = RequestSpan(
+                name, context, parent_context, attributes, tracer, record_end, self._on_ending
+            )
         else:
-            span = RequestSpan(name, context, parent_context, {}, tracer, record_end)
+            span = RequestSpan(
+                name, context, parent_context, {}, tracer, record_end, self._on_ending
+            )
             span.set_attributes(decision.attributes)
         span.start(start_time, parent)
         return span
@@ -130,4 +141,4 @@ def set_trusted(span: trace_api.Span, attributes: Mapping[str, Any]) -> None:
 
 def _is_trace_id_random(tracer: sdk_trace.Tracer) -> bool:
     check = getattr(tracer.id_generator, "is_trace_id_random", None)
-    return bool(check()) if check is not None else False
+    return bool(check()) if check is not None and _RANDOM_TRACE_ID else False

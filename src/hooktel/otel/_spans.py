@@ -8,7 +8,7 @@ the server runs there.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import context as context_api
@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from .._errors import report_hook_error
 from .._headers import REDACTED
 from .._instrument import Attributes
+from .._traceparent import format_traceparent
 from . import _fastpath
 from ._config import Config
 from ._fastpath import FastSpans
@@ -96,7 +97,7 @@ class ServerSpans:
         method = attrs.get("http.request.method", "_OTHER")
         parent = self._parents.extract(attrs)
         name = _method_name(method)
-        span_attrs = self._span_attributes(attrs.items())
+        span_attrs = self._span_attributes(attrs)
         fast = self._fast or self._resolve_fast()
         if fast is not None:
             span = fast.start(name, parent, span_attrs, attrs["operation.timestamp"])
@@ -120,7 +121,7 @@ class ServerSpans:
         ctx = live.span.get_span_context()
         if not ctx.is_valid:
             return None
-        value = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+        value = format_traceparent(ctx.trace_id, ctx.span_id, ctx.trace_flags)
         mode = self._config.response_propagation
         if mode == "traceresponse":
             return {"traceresponse": value}
@@ -146,7 +147,7 @@ class ServerSpans:
         try:
             span = live.span
             if span.is_recording():
-                _fastpath.set_trusted(span, self._span_attributes(attrs.items()))
+                _fastpath.set_trusted(span, self._span_attributes(attrs))
                 route = attrs.get("http.route")
                 if route:
                     span.update_name(f"{_method_name(live.method)} {route}")
@@ -163,11 +164,13 @@ class ServerSpans:
             self._fast = FastSpans.for_tracer(self._tracer)
         return self._fast
 
-    def _span_attributes(self, items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    def _span_attributes(self, attrs: Attributes) -> dict[str, Any]:
         skip, sanitized = self._skip, self._sanitized
+        if not sanitized:
+            return {key: value for key, value in attrs.items() if key not in skip}
         return {
             key: ((REDACTED,) if key in sanitized else value)
-            for key, value in items
+            for key, value in attrs.items()
             if key not in skip
         }
 
