@@ -99,14 +99,15 @@ class _Request:
         kind = message["type"]
         if kind == "http.response.start":
             message = self._start_response(message)
-        elif kind == "http.response.body" and self._counts_body:
-            op.body_size += len(message.get("body", b""))
-        if kind == "http.response.body" and not message.get("more_body", False):
-            # End before the last send: the server may start the next pipelined
-            # request from inside it, and must not inherit this one's context. A
-            # framework that answered an exception with a 5xx has noted it by now,
-            # and its route was noted when the response started.
-            op.complete(self.scope.get(EXCEPTION_KEY))
+        elif kind == "http.response.body":
+            if self._counts_body:
+                op.body_size += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                # End before the last send: the server may start the next pipelined
+                # request from inside it, and must not inherit this one's context. A
+                # framework that answered an exception with a 5xx has noted it by now,
+                # and its route was noted when the response started.
+                op.complete(self.scope.get(EXCEPTION_KEY))
         try:
             await self._send(message)
         except OSError as exc:

@@ -23,6 +23,7 @@ from ..propagation import TraceContextPropagator, span_context_from_parent
 _W3C_TRACE = (TraceContextTextMapPropagator, TraceContextPropagator)
 _BAGGAGE_KEY = "http.request.header.baggage"
 _PREFIX = "http.request.header."
+_EMPTY = Context()  # immutable: the parent of every request that brings no context
 
 
 def _members(textmap: TextMapPropagator) -> list[TextMapPropagator]:
@@ -60,7 +61,7 @@ class ParentExtractor:
                 if _PREFIX + name in attrs
             }
             return textmap.extract(carrier, context=Context())
-        ctx = Context()
+        ctx = _EMPTY
         trace_id = attrs.get("trace.parent.trace_id")
         if trace_id is not None:
             parent = span_context_from_parent(
