@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 MAX_HEADER_VALUE = 8 * 1024
 MAX_URL = 64 * 1024
 MAX_MESSAGE = 4 * 1024
 MAX_STACKTRACE = 16 * 1024
 REDACTED = "REDACTED"
+T = TypeVar("T")
 
 # RFC 9110 section 5.6.2: token = 1*tchar
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -34,6 +36,14 @@ def cap(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit]
 
 
+def str_and_bytes(by_name: Mapping[str, T]) -> dict[str | bytes, T]:
+    """`by_name` keyed by each name as `str` and as latin-1 `bytes` (ASGI servers give bytes)."""
+    both: dict[str | bytes, T] = {}
+    for name, value in by_name.items():
+        both[name] = both[name.encode("latin-1")] = value
+    return both
+
+
 class HeaderCapture:
     """Which headers to copy into attributes, decided once per set of instruments.
 
@@ -45,16 +55,23 @@ class HeaderCapture:
 
     def __init__(self, prefix: str, names: Iterable[str]) -> None:
         self.names = tuple(names)
-        self.keys = {name: prefix + name for name in self.names}
-        self.redacted = frozenset(name for name in self.names if is_sensitive(name))
+        self.keys = str_and_bytes({name: prefix + name for name in self.names})
+        self.redacted = frozenset(prefix + name for name in self.names if is_sensitive(name))
 
-    def collect(self, headers: Iterable[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
+    def collect(
+        self, headers: Iterable[tuple[str, str]] | Iterable[tuple[bytes, bytes]]
+    ) -> dict[str, tuple[str, ...]]:
         """Attributes for the captured headers among `(lowercase name, value)` pairs."""
         keys = self.keys
         found: dict[str, tuple[str, ...]] = {}
-        for name, value in headers:
-            if name in keys:
-                key = keys[name]
-                kept = REDACTED if name in self.redacted else cap(value, MAX_HEADER_VALUE)
-                found[key] = (*found[key], kept) if key in found else (kept,)
+        for name, raw in headers:
+            key = keys.get(name)
+            if key is None:
+                continue
+            if key in self.redacted:
+                kept = REDACTED
+            else:
+                value = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+                kept = cap(value, MAX_HEADER_VALUE)
+            found[key] = (*found[key], kept) if key in found else (kept,)
         return found

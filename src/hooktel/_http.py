@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ._headers import MAX_HEADER_VALUE, MAX_MESSAGE, MAX_STACKTRACE, MAX_URL, cap
+from ._headers import MAX_HEADER_VALUE, MAX_MESSAGE, MAX_STACKTRACE, MAX_URL, cap, str_and_bytes
 from ._instrument import Attributes
 from ._registry import Hooks
 from ._traceparent import parse_traceparent
@@ -34,6 +34,23 @@ OPERATION_KEY = "hooktel.operation"
 
 HeaderPairs = Sequence[tuple[str, str]]
 """(lowercase name, value) pairs, in the order they arrived."""
+RequestHeaders = Sequence[tuple[str, str]] | Sequence[tuple[bytes, bytes]]
+"""Request header pairs as the server has them: lowercase names, `str` or latin-1 `bytes`.
+
+ASGI servers give bytes; only the headers hooktel reads are decoded.
+"""
+
+# The request headers the scan reads.
+_HOST, _USER_AGENT, _CONTENT_LENGTH, _TRACEPARENT, _TRACESTATE = range(5)
+_SCANNED = str_and_bytes(
+    {
+        "host": _HOST,
+        "user-agent": _USER_AGENT,
+        "content-length": _CONTENT_LENGTH,
+        "traceparent": _TRACEPARENT,
+        "tracestate": _TRACESTATE,
+    }
+)
 
 
 def begin_http(
@@ -43,7 +60,7 @@ def begin_http(
     scheme: str,
     path: str,
     query: str,
-    headers: HeaderPairs,
+    headers: RequestHeaders,
     server: tuple[str, int] | None,
     client: tuple[str, int] | None,
     protocol: str,
@@ -94,7 +111,7 @@ def omits_body(method: str, status: int) -> bool:
 
 
 def _scan_headers(
-    headers: HeaderPairs, attrs: Attributes
+    headers: RequestHeaders, attrs: Attributes
 ) -> tuple[str | None, str | None, list[str] | None]:
     """One pass over the request headers: attributes, Host and trace context lines.
 
@@ -105,18 +122,23 @@ def _scan_headers(
     traceparent: str | None = None
     traceparents = 0
     tracestates: list[str] | None = None
-    for name, value in headers:
-        if name == "host":
+    scanned = _SCANNED
+    for name, raw in headers:
+        which = scanned.get(name)
+        if which is None:
+            continue
+        value = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+        if which == _HOST:
             host = value
-        elif name == "user-agent":
+        elif which == _USER_AGENT:
             attrs["user_agent.original"] = cap(value, MAX_HEADER_VALUE)
-        elif name == "content-length":
+        elif which == _CONTENT_LENGTH:
             if (size := decimal(value)) is not None:
                 attrs["http.request.body.size"] = size
-        elif name == "traceparent":
+        elif which == _TRACEPARENT:
             traceparent = value
             traceparents += 1
-        elif name == "tracestate":
+        else:
             if tracestates is None:
                 tracestates = []
             tracestates.append(value)

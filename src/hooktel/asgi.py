@@ -68,8 +68,7 @@ class _Request:
             scheme=scope.get("scheme", "http"),
             path=raw_path.decode("latin-1") if raw_path else scope["path"],
             query=scope.get("query_string", b"").decode("latin-1"),
-            # ASGI servers send lowercase names as bytes: decode, nothing else.
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+            headers=scope["headers"],  # lowercase names as bytes: the scan decodes what it reads
             server=server if server and server[1] is not None else None,  # [host, port]
             client=client or None,
             protocol=scope.get("http_version", ""),
