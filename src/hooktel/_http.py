@@ -40,17 +40,10 @@ RequestHeaders = Sequence[tuple[str, str]] | Sequence[tuple[bytes, bytes]]
 ASGI servers give bytes; only the headers hooktel reads are decoded.
 """
 
-# The request headers the scan reads.
-_HOST, _USER_AGENT, _CONTENT_LENGTH, _TRACEPARENT, _TRACESTATE = range(5)
-_SCANNED = str_and_bytes(
-    {
-        "host": _HOST,
-        "user-agent": _USER_AGENT,
-        "content-length": _CONTENT_LENGTH,
-        "traceparent": _TRACEPARENT,
-        "tracestate": _TRACESTATE,
-    }
-)
+SCANNED_HEADERS = ("host", "user-agent", "content-length", "traceparent", "tracestate")
+"""The request headers `begin_http` reads (besides those the instruments capture)."""
+_HOST, _USER_AGENT, _CONTENT_LENGTH, _TRACEPARENT, _TRACESTATE = range(len(SCANNED_HEADERS))
+_SCANNED = str_and_bytes({name: which for which, name in enumerate(SCANNED_HEADERS)})
 
 
 def begin_http(

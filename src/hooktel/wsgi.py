@@ -11,11 +11,13 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
+from ._headers import HeaderCapture
 from ._http import (
     CLIENT_DISCONNECTED,
     EXCEPTION_KEY,
     OPERATION_KEY,
     ROUTE_KEY,
+    SCANNED_HEADERS,
     begin_http,
     decimal,
     header_pairs,
@@ -45,16 +47,22 @@ class TelemetryMiddleware:
         return _Request(hooks, environ, start_response).run(self.app)
 
 
-def _environ_headers(environ: Environ) -> list[tuple[str, str]]:
-    pairs = [
-        (key[5:].replace("_", "-").lower(), value)
-        for key, value in environ.items()
-        if key.startswith("HTTP_")
-    ]
-    for key, name in (("CONTENT_TYPE", "content-type"), ("CONTENT_LENGTH", "content-length")):
-        if environ.get(key):
-            pairs.append((name, environ[key]))
-    return pairs
+def _environ_key(name: str) -> str:
+    """Where PEP 3333 (CGI) keeps request header `name`."""
+    key = name.upper().replace("-", "_")
+    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
+
+
+_SCANNED_KEYS = tuple((_environ_key(name), name) for name in SCANNED_HEADERS)
+
+
+def _environ_headers(environ: Environ, capture: HeaderCapture | None) -> list[tuple[str, str]]:
+    """The request headers hooktel reads: looked up by key, not by a pass over the environ."""
+    wanted = _SCANNED_KEYS
+    if capture is not None:
+        wanted += tuple((_environ_key(name), name) for name in capture.names)
+    # An empty CONTENT_TYPE / CONTENT_LENGTH means the header was not sent.
+    return [(name, environ[key]) for key, name in wanted if environ.get(key)]
 
 
 def _path(environ: Environ) -> str:
@@ -88,7 +96,7 @@ class _Request:
             scheme=environ.get("wsgi.url_scheme", "http"),
             path=_path(environ),
             query=query,
-            headers=_environ_headers(environ),
+            headers=_environ_headers(environ, hooks.request_capture),
             server=_peer(environ, "SERVER_NAME", "SERVER_PORT"),
             client=_peer(environ, "REMOTE_ADDR", "REMOTE_PORT"),
             protocol=environ.get("SERVER_PROTOCOL", "").removeprefix("HTTP/"),
