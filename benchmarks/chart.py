@@ -21,6 +21,7 @@ COLOURS = {
     "otel-contrib": "#e6550d",
     "starlette-otel": "#756bb1",
     "sdk-floor": "#bdbdbd",
+    "sdk-floor-otlp": "#737373",
 }
 REFERENCE_HATCH = "///"
 

@@ -143,14 +143,19 @@ def hooktel_otel(kind: str, fast: bool = True, **processor: Any) -> Apply:
     return apply
 
 
+def _otlp_exporter() -> Any:
+    """The stock OTLP/HTTP span exporter, to the receiver the harness started."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    endpoint = os.environ.get(OTLP_ENDPOINT_ENV)
+    if not endpoint:
+        raise RuntimeError(f"{OTLP_ENDPOINT_ENV} is not set: no OTLP receiver is running")
+    return OTLPSpanExporter(endpoint=endpoint)
+
+
 def _hooktel_otlp(kind: str) -> Apply:
     def apply(app: Any, stack: ExitStack) -> Any:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        endpoint = os.environ.get(OTLP_ENDPOINT_ENV)
-        if not endpoint:
-            raise RuntimeError(f"{OTLP_ENDPOINT_ENV} is not set: no OTLP receiver is running")
-        return hooktel_otel(kind, exporter=OTLPSpanExporter(endpoint=endpoint))(app, stack)
+        return hooktel_otel(kind, exporter=_otlp_exporter())(app, stack)
 
     return apply
 
@@ -191,6 +196,12 @@ def _floor_asgi(app: Any, stack: ExitStack) -> Any:
     return floor_asgi(app, tracer_provider(stack))
 
 
+def _floor_otlp(app: Any, stack: ExitStack) -> Any:
+    from .floor import floor_asgi
+
+    return floor_asgi(app, tracer_provider(stack, exporter=_otlp_exporter()))
+
+
 def _floor_wsgi(app: Any, stack: ExitStack) -> Any:
     from .floor import floor_wsgi
 
@@ -213,6 +224,7 @@ BASELINE = "bare"
 HOOKTEL_OTEL = "hooktel-otel"
 HOOKTEL_OTLP = "hooktel-otlp"
 SDK_FLOOR = "sdk-floor"
+SDK_FLOOR_OTLP = "sdk-floor-otlp"
 
 _ALL_KINDS = ("asgi", "wsgi", "httpserver", "starlette", "flask")
 
@@ -286,6 +298,13 @@ VARIANTS: dict[str, Variant] = {
                 "wsgi": _floor_wsgi,
                 "flask": _floor_flask,
             },
+            reference=True,
+        ),
+        Variant(
+            SDK_FLOOR_OTLP,
+            "reference: sdk-floor with the OTLP/HTTP exporter to the receiver process",
+            {"starlette": _floor_otlp},
+            needs_receiver=True,
             reference=True,
         ),
     )

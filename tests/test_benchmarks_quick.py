@@ -31,6 +31,7 @@ EXPECTED = {
     ("uvicorn-starlette", "starlette-otel"),
     ("uvicorn-starlette", "hooktel-otlp"),
     ("uvicorn-starlette", "sdk-floor"),
+    ("uvicorn-starlette", "sdk-floor-otlp"),
     ("gunicorn-wsgi", "bare"),
     ("gunicorn-wsgi", "hooktel-idle"),
     ("gunicorn-wsgi", "hooktel-noop"),
