@@ -61,8 +61,14 @@ def _environ_headers(environ: Environ, capture: HeaderCapture | None) -> list[tu
     wanted = _SCANNED_KEYS
     if capture is not None:
         wanted += tuple((_environ_key(name), name) for name in capture.names)
-    # An empty CONTENT_TYPE / CONTENT_LENGTH means the header was not sent.
-    return [(name, environ[key]) for key, name in wanted if environ.get(key)]
+    pairs = []
+    for key, name in wanted:
+        value = environ.get(key)
+        # A header sent empty is still a header; an empty CONTENT_TYPE or
+        # CONTENT_LENGTH is how CGI says it was not sent.
+        if value or (value is not None and key.startswith("HTTP_")):
+            pairs.append((name, value))
+    return pairs
 
 
 def _path(environ: Environ) -> str:

@@ -349,6 +349,11 @@ class ServerContract:
         for secret in [*SECRETS.values(), "secret-set-cookie"]:
             assert secret not in recorded
 
+    def test_headers_sent_empty_are_reported_empty(self, server: Server) -> None:
+        _, op = send(server, headers=[("x-capture-me", ""), ("user-agent", "")])
+        assert op.start["http.request.header.x-capture-me"] == [""]
+        assert op.start["user_agent.original"] == ""
+
     # ------------------------------------------------------------ several instruments
 
     def test_instruments_run_in_registration_order(self, server: Server) -> None:
