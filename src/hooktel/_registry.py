@@ -155,10 +155,10 @@ def _notifier(hooks: tuple[_Bound, ...], event: str) -> Notify:
 def _merge_injected(headers: dict[str, str], returned: object) -> None:
     if type(returned) is not dict and not isinstance(returned, Mapping):  # dict: skip the ABC
         raise TypeError(f"returned {type(returned).__name__}, expected a mapping of headers")
-    rejected = None
+    rejected = []
     for key, value in returned.items():
         if not _valid_header(key, value):
-            rejected = [*(rejected or ()), key]
+            rejected.append(key)
         elif len(headers) < MAX_INJECTED_HEADERS:
             headers.setdefault(key.lower(), value)
     if rejected:
