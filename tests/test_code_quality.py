@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CODE = ("src", "tests", "benchmarks", "examples")
+CODE = ("src", "tests", "benchmarks", "examples", "setup.py")
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ outside the standard library.
 
 from __future__ import annotations
 
+from . import _native
 from ._instrument import Attributes, Instrument, InstrumentInfo, InstrumentKind
 from ._registry import (
     Hooks,
@@ -21,7 +22,12 @@ from ._registry import (
 
 __version__ = "0.1.0"
 
+NATIVE: bool = _native.core is not None
+"""True when the compiled hook core runs; False where its pure-Python twin does
+(`HOOKTEL_PURE_PYTHON=1`, or no compiler when hooktel was installed)."""
+
 __all__ = [
+    "NATIVE",
     "Attributes",
     "Hooks",
     "Instrument",

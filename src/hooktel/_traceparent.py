@@ -6,7 +6,10 @@ Shared by every server hook point, so a request's parent is parsed exactly once.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import NamedTuple
+
+from ._native import core
 
 _FIELDS = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE = "0" * 32
@@ -41,9 +44,14 @@ def parse_traceparent(value: str) -> TraceParent | None:
     return TraceParent(trace_id, span_id, int(flags, 16))
 
 
-def format_traceparent(trace_id: int, span_id: int, trace_flags: int) -> str:
+def format_traceparent_py(trace_id: int, span_id: int, trace_flags: int) -> str:
     """A version `00` value; `int.to_bytes(...).hex()` is ~3x cheaper than `:032x` formatting."""
     return (
         f"00-{trace_id.to_bytes(16, 'big').hex()}-{span_id.to_bytes(8, 'big').hex()}"
         f"-{_FLAGS_HEX[trace_flags]}"
     )
+
+
+format_traceparent: Callable[[int, int, int], str] = (
+    core.format_traceparent if core is not None else format_traceparent_py
+)

@@ -1,0 +1,3 @@
+# The native hook core (src/hooktel/_core.c); each name has a Python twin.
+
+def format_traceparent(trace_id: int, span_id: int, trace_flags: int, /) -> str: ...
