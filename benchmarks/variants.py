@@ -24,7 +24,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from .otelsdk import environ, tracer_provider
+from .otelsdk import environ, meter_provider, tracer_provider
 
 Apply = Callable[[Any, ExitStack], Any]
 
@@ -114,7 +114,9 @@ _HOOK_POINT: dict[str, Apply] = {
 }
 
 
-def instrument_hooktel(stack: ExitStack, provider: TracerProvider, fast: bool = True) -> None:
+def instrument_hooktel(
+    stack: ExitStack, provider: TracerProvider, fast: bool = True, **options: Any
+) -> None:
     """`HttpInstrumentation().instrument(tracer_provider=provider)`; all of it undone on `stack`.
 
     `fast` sets `HOOKTEL_OTEL_FAST_PATH` (read when the instrumentation starts)
@@ -127,7 +129,7 @@ def instrument_hooktel(stack: ExitStack, provider: TracerProvider, fast: bool = 
 
     instrumentation = HttpInstrumentation()
     with environ(FAST_PATH_ENV, "1" if fast else "0"):
-        instrumentation.instrument(tracer_provider=provider)
+        instrumentation.instrument(tracer_provider=provider, **options)
     stack.callback(httpserver.uninstrument)
     stack.callback(frameworks.uninstrument)
     stack.callback(instrumentation.uninstrument)
@@ -138,6 +140,16 @@ def hooktel_otel(kind: str, fast: bool = True, **processor: Any) -> Apply:
 
     def apply(app: Any, stack: ExitStack) -> Any:
         instrument_hooktel(stack, tracer_provider(stack, **processor), fast)
+        return _HOOK_POINT[kind](app, stack)
+
+    return apply
+
+
+def _hooktel_metrics(kind: str) -> Apply:
+    """hooktel-otel, with metrics too (`meter_provider=`: the duration histogram)."""
+
+    def apply(app: Any, stack: ExitStack) -> Any:
+        instrument_hooktel(stack, tracer_provider(stack), meter_provider=meter_provider(stack))
         return _HOOK_POINT[kind](app, stack)
 
     return apply
@@ -160,12 +172,17 @@ def _hooktel_otlp(kind: str) -> Apply:
     return apply
 
 
-def _contrib_asgi(app: Any, stack: ExitStack, sdk: bool = True) -> Any:
+def _contrib_asgi(app: Any, stack: ExitStack, sdk: bool = True, metrics: bool = False) -> Any:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
     # Without the SDK no TracerProvider is passed or set: the API's no-op tracer.
     provider = tracer_provider(stack) if sdk else None
-    return OpenTelemetryMiddleware(app, tracer_provider=provider)
+    meters = meter_provider(stack) if metrics else None  # else the global no-op one
+    return OpenTelemetryMiddleware(app, tracer_provider=provider, meter_provider=meters)
+
+
+def _contrib_asgi_metrics(app: Any, stack: ExitStack) -> Any:
+    return _contrib_asgi(app, stack, metrics=True)
 
 
 def _contrib_wsgi(app: Any, stack: ExitStack, sdk: bool = True) -> Any:
@@ -223,6 +240,7 @@ def _starlette_own(app: Any, stack: ExitStack) -> Any:
 BASELINE = "bare"
 HOOKTEL_OTEL = "hooktel-otel"
 HOOKTEL_OTLP = "hooktel-otlp"
+HOOKTEL_METRICS = "hooktel-otel-metrics"
 SDK_FLOOR = "sdk-floor"
 SDK_FLOOR_OTLP = "sdk-floor-otlp"
 
@@ -286,6 +304,17 @@ VARIANTS: dict[str, Variant] = {
             "hooktel HttpInstrumentation, SDK, OTLP/HTTP exporter to a receiver process",
             {"starlette": _hooktel_otlp("starlette")},
             needs_receiver=True,
+        ),
+        # issue 9: metrics from the same hooks
+        Variant(
+            HOOKTEL_METRICS,
+            "hooktel HttpInstrumentation, SDK, spans and metrics (meter_provider=)",
+            {kind: _hooktel_metrics(kind) for kind in ("asgi", "starlette")},
+        ),
+        Variant(
+            "otel-contrib-metrics",
+            "contrib asgi OpenTelemetryMiddleware, SDK, spans and its default metrics",
+            {"asgi": _contrib_asgi_metrics, "starlette": _contrib_asgi_metrics},
         ),
         # A reference, not an instrumentation (`benchmarks/floor.py`): the bound
         # on what anything going through the SDK's sampler and processor can reach.

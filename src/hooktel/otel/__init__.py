@@ -1,4 +1,4 @@
-"""OpenTelemetry SERVER spans from hooktel's HTTP hooks.
+"""OpenTelemetry SERVER spans and HTTP server metrics from hooktel's HTTP hooks.
 
     from hooktel.otel import HttpInstrumentation
     HttpInstrumentation().instrument(tracer_provider=provider)
@@ -22,6 +22,7 @@ from .. import __version__, attach, detach, frameworks, httpserver
 from .._instrument import Instrument, InstrumentKind
 from .._registry import InstrumentRef
 from ._config import Config
+from ._metrics import ServerMetrics
 from ._spans import ServerSpans
 
 __all__ = ["HttpInstrumentation"]
@@ -33,7 +34,8 @@ _SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
 class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
     """Attaches to the hooktel registry (kind HTTP) and makes one SERVER span per request.
 
-    `instrument()` options: `tracer_provider`, `capture_request_headers`,
+    `instrument()` options: `tracer_provider`, `meter_provider` (metrics: see
+    `_metrics`), `opt_in_metrics`, `capture_request_headers`,
     `capture_response_headers`, `excluded_urls`, `response_propagation`
     (`"traceparent"`, `"traceresponse"`, `"server-timing"` or `None`),
     `request_hook(span, attributes)` and `response_hook(span, attributes)`.
@@ -44,12 +46,17 @@ class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
     """
 
     _ref: InstrumentRef | None = None
+    _metrics_ref: InstrumentRef | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ()
 
     def _instrument(self, **kwargs: Any) -> None:
         config = Config.from_kwargs(kwargs)
+        scope = (_NAME, __version__, _SCHEMA_URL)
+        metrics = ServerMetrics.create(kwargs, config.excluded_urls, scope)
+        if metrics is not None:  # first: its end hook runs while the server span is current
+            self._metrics_ref = attach(metrics.instrument(f"{_NAME}.metrics", __version__))
         tracer = trace.get_tracer(
             _NAME, __version__, kwargs.get("tracer_provider"), schema_url=_SCHEMA_URL
         )
@@ -71,6 +78,7 @@ class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
         frameworks.instrument()
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        if self._ref is not None:
-            detach(self._ref)
-            self._ref = None
+        for ref in (self._metrics_ref, self._ref):
+            if ref is not None:
+                detach(ref)
+        self._ref = self._metrics_ref = None

@@ -1,0 +1,339 @@
+"""Histograms aggregated on the request path, handed to the SDK when it collects.
+
+`Histogram.record()` of the SDK costs 5-8 us: it validates and copies the
+attributes, builds a `Measurement`, asks the exemplar filter through the
+context API, and walks readers, views and attribute sets under locks, for every
+request. What a histogram point needs is far less: one bucket count, the sum,
+min and max, and per bucket the last exemplar. `AggregatedHistogram` keeps
+exactly that, per metric stream (each reader's each view) and attribute set,
+behind one lock per stream, and `_sdk.before_collect` hands it to the SDK's
+own aggregations right before the SDK collects them, so every reader and
+exporter sees what it would have seen had each request been recorded one by
+one. Where that cannot be exact (`_sdk.histogram_streams` says when), the
+measurements go to `Histogram.record()` instead (`SdkHistogram`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import weakref
+from bisect import bisect_left
+from collections.abc import Callable
+from time import time_ns
+from typing import Any
+
+from opentelemetry import context as context_api
+from opentelemetry import trace as trace_api
+
+from . import _sdk
+from ._sdk import ExemplarRule, Series, Stream
+
+Key = tuple[Any, ...]
+"""Attribute values in the order of the histogram's attribute names; None when absent."""
+Record = Callable[[float, Key], None]
+
+_OVERFLOW: Key = ("otel.metric.overflow",)  # no real key has this shape
+
+
+class _Series:
+    """One attribute set's aggregate since the last collection (the hot-path twin of `Series`).
+
+    `exemplars`: per bucket, the last measurement the exemplar filter let
+    through, as `(value, time_unix_nano, full key, span context or None)`.
+    """
+
+    __slots__ = ("counts", "exemplars", "first_ns", "max", "min", "sum")
+
+    def __init__(self, buckets: int, first_ns: int) -> None:
+        self.counts = [0] * buckets
+        self.sum: float = 0
+        self.min = math.inf
+        self.max = -math.inf
+        self.first_ns = first_ns
+        self.exemplars: list[tuple[float, int, Key, Any] | None] | None = None
+
+
+class StreamTable:
+    """What one stream aggregated, keyed by the attribute values it keeps."""
+
+    def __init__(self, stream: Stream, names: tuple[str, ...]) -> None:
+        self.stream = stream
+        self.names = names
+        self.bounds = stream.boundaries
+        self.buckets = len(stream.boundaries) + 1
+        self.min_max = stream.record_min_max
+        keys = stream.attribute_keys
+        # A view's attribute_keys: the positions of the key it keeps.
+        self.positions: tuple[int, ...] | None = (
+            None if keys is None else tuple(i for i, name in enumerate(names) if name in keys)
+        )
+        self.series: dict[Key, _Series] = {}  # cleared, never replaced: closures hold it
+        self.lock = threading.Lock()
+
+    def add(self, key: Key, value: float, when: int, span: Any) -> None:
+        """Aggregate one measurement; `when` is 0 unless it may become an exemplar."""
+        full_key = key
+        if self.positions is not None:
+            key = tuple([key[i] for i in self.positions])
+        lock = self.lock
+        lock.acquire()
+        try:
+            series = self.series.get(key) or self.admit(key)
+            series.sum += value
+            bucket = bisect_left(self.bounds, value)
+            series.counts[bucket] += 1
+            if self.min_max:
+                series.min = min(series.min, value)
+                series.max = max(series.max, value)
+            if when:
+                # The exemplar reservoir the SDK uses for explicit buckets keeps the last
+                # measurement offered per bucket, and the span ids it last saw there when
+                # a later one comes without a span.
+                slots = series.exemplars
+                if slots is None:
+                    slots = series.exemplars = [None] * self.buckets
+                if span is None and slots[bucket] is not None:
+                    span = slots[bucket][3]  # type: ignore[index]
+                slots[bucket] = (value, when, full_key, span)
+        finally:
+            lock.release()
+
+    def admit(self, key: Key) -> _Series:
+        """A new attribute set, or the overflow point once the SDK would fold it there.
+
+        Called with the lock held. The table mirrors the attribute sets the SDK
+        holds for the stream, so it reaches the cardinality limit when the SDK does.
+        """
+        table = self.series
+        if len(table) >= self.stream.cardinality_limit:
+            key = _OVERFLOW
+            series = table.get(key)
+            if series is not None:
+                return series
+        series = table[key] = _Series(self.buckets, time_ns())
+        return series
+
+    def drain(self) -> list[Series]:
+        """Everything aggregated since the last call, ready for the SDK; starts afresh.
+
+        The attribute sets stay known (cumulative temporality: the SDK keeps
+        them, and counts them against the cardinality limit) unless the stream
+        forgets them at each collection (delta).
+        """
+        with self.lock:
+            table = self.series
+            if self.stream.resets_on_collect:
+                ready = list(table.items())
+                table.clear()
+            else:
+                ready = [(key, s) for key, s in table.items() if any(s.counts)]
+                for key, series in ready:
+                    table[key] = _Series(self.buckets, series.first_ns)
+        return [self._handover(key, series) for key, series in ready]
+
+    def _handover(self, key: Key, series: _Series) -> Series:
+        if key is _OVERFLOW:
+            attributes = dict(_sdk.OVERFLOW_ATTRIBUTES)
+        elif self.positions is None:
+            attributes = attributes_of(key, self.names)
+        else:
+            attributes = attributes_of(key, tuple(self.names[i] for i in self.positions))
+        return Series(
+            attributes=attributes,
+            counts=series.counts,
+            sum=series.sum,
+            min=series.min,
+            max=series.max,
+            first_ns=series.first_ns,
+            exemplars=[
+                None if e is None else (e[0], e[1], attributes_of(e[2], self.names), e[3])
+                for e in series.exemplars or ()
+            ],
+        )
+
+
+def attributes_of(key: Key, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: value for name, value in zip(names, key, strict=True) if value is not None}
+
+
+class SdkHistogram:
+    """`record(value, key)` straight to the SDK's (or any API) `Histogram.record()`."""
+
+    def __init__(self, instrument: Any, names: tuple[str, ...]) -> None:
+        self._instrument = instrument
+        self._names = names
+
+    def record(self, value: float, key: Key) -> None:
+        self._instrument.record(value, attributes_of(key, self._names))
+
+
+class AggregatedHistogram:
+    """`record(value, key)` for one SDK histogram, aggregated by hooktel.
+
+    Build it with `for_instrument`, which returns None when hooktel cannot
+    aggregate for that instrument exactly as the SDK would.
+    """
+
+    record: Record
+
+    def __init__(
+        self, instrument: Any, names: tuple[str, ...], provider: Any, streams: list[Stream]
+    ) -> None:
+        self._instrument = instrument
+        self._names = names
+        self._tables: tuple[StreamTable, ...] = ()
+        self._on = [_sdk.watch_enabled(instrument, self._switch)]
+        self._rule, self._filter = _sdk.exemplar_filter(provider)
+        self._context_var_get = _sdk.context_var_get()
+        self._install(streams)
+        _sdk.watch_readers(instrument, self._readers_changed)
+        _ALL.add(self)
+
+    @classmethod
+    def for_instrument(
+        cls, instrument: Any, names: tuple[str, ...], provider: Any
+    ) -> AggregatedHistogram | None:
+        """The one `AggregatedHistogram` of `instrument` (instrumenting again reuses it)."""
+        with _created_lock:
+            found = _created.get(instrument)
+            if found is None:
+                streams = _sdk.histogram_streams(instrument)
+                if streams is None:
+                    return None
+                found = _created[instrument] = cls(instrument, names, provider, streams)
+            return found
+
+    def _switch(self, enabled: bool) -> None:
+        self._on[0] = enabled
+
+    def _install(self, streams: list[Stream]) -> None:
+        """One table per stream; a stream already known keeps its table (and what it holds)."""
+        known = {id(table.stream.match): table for table in self._tables}
+        tables = []
+        for stream in streams:
+            table = known.get(id(stream.match)) or StreamTable(stream, self._names)
+            _sdk.before_collect(stream, table.drain)
+            tables.append(table)
+        self._tables = tuple(tables)
+        self.record = self._recorder()
+
+    def _readers_changed(self) -> None:
+        streams = _sdk.histogram_streams(self._instrument)
+        if streams is None:
+            # A new reader aggregates in a way hooktel cannot: the SDK records from now
+            # on; what the tables hold still goes out at the next collections.
+            self.record = SdkHistogram(self._instrument, self._names).record
+        else:
+            self._install(streams)
+
+    def renew_locks(self) -> None:
+        for table in self._tables:
+            table.lock = threading.Lock()
+        if not isinstance(getattr(self.record, "__self__", None), SdkHistogram):
+            self.record = self._recorder()
+
+    def _recorder(self) -> Record:
+        """The record function for the current tables: one stream of all attributes under
+        the trace-based (default) or always-off filter gets a fused one, the rest a loop."""
+        tables, on = self._tables, self._on
+        if not tables:
+            return _nothing
+        get_context = self._context_var_get
+        rule = self._rule
+        if (
+            len(tables) == 1
+            and tables[0].positions is None
+            and get_context is not None
+            and rule in (ExemplarRule.TRACE_BASED, ExemplarRule.ALWAYS_OFF)
+        ):
+            return _fused(tables[0], on, get_context, rule == ExemplarRule.TRACE_BASED)
+        exemplar = self._exemplar_function()
+
+        def record(value: float, key: Key) -> None:
+            if on[0]:
+                when, span = exemplar(value, key)
+                for table in tables:
+                    table.add(key, value, when, span)
+
+        return record
+
+    def _exemplar_function(self) -> Callable[[float, Key], tuple[int, Any]]:
+        """(time, span context) when the provider's exemplar filter lets a measurement
+        through (as the SDK asks it), else (0, None)."""
+        rule, names, exemplar_filter = self._rule, self._names, self._filter
+
+        def exemplar(value: float, key: Key) -> tuple[int, Any]:
+            if rule == ExemplarRule.ALWAYS_OFF:
+                return 0, None
+            span = trace_api.get_current_span()
+            context = None if span is trace_api.INVALID_SPAN else span.get_span_context()
+            if rule == ExemplarRule.TRACE_BASED:
+                sampled = context is not None and context.trace_flags.sampled
+                return (time_ns(), context) if sampled else (0, None)
+            now = time_ns()
+            if rule == ExemplarRule.CUSTOM and not exemplar_filter.should_sample(
+                value, now, attributes_of(key, names), context_api.get_current()
+            ):
+                return 0, None
+            return now, context
+
+        return exemplar
+
+
+def _nothing(value: float, key: Key) -> None:
+    """Every stream of the instrument is dropped by a view."""
+
+
+def _fused(
+    table: StreamTable, on: list[bool], get_context: Callable[[], Any], trace_based: bool
+) -> Record:
+    """`StreamTable.add` and the trace-based exemplar filter in one function, with every
+    name it uses local: the per-request path of the default configuration."""
+    series_by_key, bounds, admit, lock = table.series, table.bounds, table.admit, table.lock
+    min_max, span_key = table.min_max, _sdk.SPAN_KEY
+
+    def record(value: float, key: Key) -> None:
+        if not on[0]:
+            return
+        context = None
+        if trace_based:
+            span = get_context().get(span_key)
+            if span is not None:
+                context = span.get_span_context()
+                if not context.trace_flags & 1:  # not sampled
+                    context = None
+        lock.acquire()
+        try:
+            series = series_by_key.get(key) or admit(key)
+            series.sum += value
+            bucket = bisect_left(bounds, value)
+            series.counts[bucket] += 1
+            if min_max:
+                series.min = min(series.min, value)
+                series.max = max(series.max, value)
+            if context is not None:  # as in `StreamTable.add`
+                slots = series.exemplars
+                if slots is None:
+                    slots = series.exemplars = [None] * len(series.counts)
+                slots[bucket] = (value, time_ns(), key, context)
+        finally:
+            lock.release()
+
+    return record
+
+
+_created: weakref.WeakKeyDictionary[Any, AggregatedHistogram] = weakref.WeakKeyDictionary()
+_created_lock = threading.RLock()  # taken when instrumenting, never from a hook
+_ALL: weakref.WeakSet[AggregatedHistogram] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A lock a thread held at fork time would never be released in the child: new ones."""
+    for histogram in list(_ALL):
+        histogram.renew_locks()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
