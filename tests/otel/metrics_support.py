@@ -134,13 +134,12 @@ WORKLOAD: tuple[tuple[str, str, dict[str, Any]], ...] = (
 )
 
 
-def run_workload(served: Served, rounds: int = 1) -> int:
-    """Send the workload `rounds` times, wait until all of it is recorded; how many requests."""
+def run_workload(served: Served, reverse: bool = False) -> int:
+    """Send the workload (in reverse), wait until all of it is recorded; how many requests."""
     before = served.finished.count
-    for _ in range(rounds):
-        for method, target, kwargs in WORKLOAD:
-            served.request(method, target, **kwargs)
-    sent = rounds * len(WORKLOAD)
+    for method, target, kwargs in reversed(WORKLOAD) if reverse else WORKLOAD:
+        served.request(method, target, **kwargs)
+    sent = len(WORKLOAD)
     served.wait_for(before + sent)
     return sent
 

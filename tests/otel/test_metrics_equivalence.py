@@ -83,12 +83,16 @@ CONFIGS: dict[str, dict[str, Any]] = {
             View(instrument_name=DURATION, name="dropped", aggregation=DropAggregation()),
         ],
     },
+    # Twice per collection, the second time in reverse: the overflow point gets several
+    # attribute sets' measurements interleaved, its exemplar is the last one of them.
     "cardinality-overflow": {
-        "views": [View(instrument_name=DURATION, aggregation_cardinality_limit=3)]
+        "views": [View(instrument_name=DURATION, aggregation_cardinality_limit=3)],
+        "there_and_back": True,
     },
     "cardinality-overflow-delta": {
         "temporality": DELTA,
         "views": [View(instrument_name=DURATION, aggregation_cardinality_limit=4)],
+        "there_and_back": True,
     },
     "exemplars-always-on": {"exemplar_filter": AlwaysOnExemplarFilter},
     "exemplars-always-off": {"exemplar_filter": AlwaysOffExemplarFilter},
@@ -189,6 +193,8 @@ def test_the_same_data_as_the_sdk_recording_each_request(
     served, reference_reader, reader = both_ways
     for _ in range(ROUNDS):
         run_workload(served)
+        if config.get("there_and_back"):
+            run_workload(served, reverse=True)
         expected_data = reference_reader.get_metrics_data()
         data = reader.get_metrics_data()
         expected = points(expected_data)

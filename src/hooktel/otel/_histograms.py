@@ -88,14 +88,13 @@ class StreamTable:
                 series.min = min(series.min, value)
                 series.max = max(series.max, value)
             if when:
-                # The exemplar reservoir the SDK uses for explicit buckets keeps the last
-                # measurement offered per bucket, and the span ids it last saw there when
-                # a later one comes without a span.
+                # The SDK's reservoir for explicit buckets keeps the last one per bucket.
+                # (It also keeps the span ids it saw last in a bucket when a later
+                # measurement comes without a span: never here, where the span
+                # instrument always leaves a span current, valid or not.)
                 slots = series.exemplars
                 if slots is None:
                     slots = series.exemplars = [None] * self.buckets
-                if span is None and slots[bucket] is not None:
-                    span = slots[bucket][3]  # type: ignore[index]
                 slots[bucket] = (value, when, full_key, span)
         finally:
             lock.release()
