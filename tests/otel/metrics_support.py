@@ -16,8 +16,11 @@ requests differ there only.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +34,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 import hooktel
-from tests.otel.inprocess import traced, uvicorn_thread, wait_until
+from hooktel.otel import HttpInstrumentation
+from tests.otel.inprocess import FAST_PATH_ENV, traced, uvicorn_thread, wait_until
 from tests.otel.support import fresh_connections
 
 SAMPLED_PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -58,6 +62,17 @@ async def anything(request: Request) -> PlainTextResponse:
     return PlainTextResponse(request.method)
 
 
+RELEASE = threading.Event()
+"""`/wait` answers once this is set (or after 10 s)."""
+
+
+async def wait(request: Request) -> PlainTextResponse:
+    deadline = time.monotonic() + 10
+    while not RELEASE.is_set() and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    return PlainTextResponse("released")
+
+
 app = Starlette(
     routes=[
         Route("/items/{item_id}", item),
@@ -65,6 +80,7 @@ app = Starlette(
         Route("/boom", boom),
         Route("/upload", upload, methods=["POST"]),
         Route("/anything", anything, methods=["GET", "PURGE"]),
+        Route("/wait", wait),
     ]
 )
 
@@ -106,15 +122,43 @@ class Served:
 
 
 @contextlib.contextmanager
-def metered(fast_path: str = "1", **options: Any) -> Iterator[Served]:
-    """`HttpInstrumentation` with `options` (say `meter_provider=`), the app under uvicorn."""
+def instrumented(fast_path: str = "1", **options: Any) -> Iterator[None]:
+    """`HttpInstrumentation().instrument(**options)` for a block, with no tracer provider."""
+    previous = os.environ.get(FAST_PATH_ENV)
+    os.environ[FAST_PATH_ENV] = fast_path
+    instrumentation = HttpInstrumentation()
+    instrumentation.uninstrument()  # a singleton: whatever instrumented it before lets go
+    instrumentation.instrument(**options)
+    try:
+        yield
+    finally:
+        instrumentation.uninstrument()
+        if previous is None:
+            os.environ.pop(FAST_PATH_ENV, None)
+        else:
+            os.environ[FAST_PATH_ENV] = previous
+
+
+@contextlib.contextmanager
+def metered(
+    fast_path: str = "1", tracing: bool = True, http: str = "auto", **options: Any
+) -> Iterator[Served]:
+    """`HttpInstrumentation` with `options` (say `meter_provider=`), the app under uvicorn.
+
+    With `tracing`, spans go to an in-memory exporter (`traced`); without, no
+    tracer provider is given or set, and the exporter stays empty.
+    """
     finished = Finished()
-    with (
-        traced(fast_path, **options) as (_, exporter),
-        hooktel.attach(finished),
-        uvicorn_thread(app) as port,
-        fresh_connections() as client,  # uvicorn closes the connection after an exception
-    ):
+    with contextlib.ExitStack() as stack:
+        if tracing:
+            _, exporter = stack.enter_context(traced(fast_path, **options))
+        else:
+            stack.enter_context(instrumented(fast_path, **options))
+            exporter = InMemorySpanExporter()
+        stack.enter_context(hooktel.attach(finished))
+        port = stack.enter_context(uvicorn_thread(app, http=http))
+        # A new connection per request: uvicorn closes one after an exception.
+        client = stack.enter_context(fresh_connections())
         yield Served(port, exporter, client, finished)
 
 
