@@ -38,12 +38,14 @@ from .servers import HOST, ServerError, free_port, group_cpu_seconds, start, sto
 START_TIMEOUT = 30.0
 
 
-def read_export(handler: BaseHTTPRequestHandler) -> ExportTraceServiceRequest:
-    """The OTLP/HTTP export request in a POST body, gzip or not."""
+def read_export(
+    handler: BaseHTTPRequestHandler, message: type[Any] = ExportTraceServiceRequest
+) -> Any:
+    """The OTLP/HTTP export request in a POST body, gzip or not (spans unless `message` says)."""
     body = handler.rfile.read(int(handler.headers.get("Content-Length", "0")))
     if handler.headers.get("Content-Encoding") == "gzip":
         body = gzip.decompress(body)
-    request = ExportTraceServiceRequest()
+    request = message()
     request.ParseFromString(body)
     return request
 
