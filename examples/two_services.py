@@ -15,6 +15,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import uvicorn
+from demo_metrics import meter_provider, print_durations
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -43,7 +44,9 @@ def one_line(span: ReadableSpan) -> str:
 provider = TracerProvider(resource=Resource.create({"service.name": "hooktel-demo"}))
 provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(formatter=one_line)))
 tracer = provider.get_tracer("demo")
-HttpInstrumentation().instrument(tracer_provider=provider, capture_request_headers=["accept"])
+HttpInstrumentation().instrument(
+    tracer_provider=provider, meter_provider=meter_provider, capture_request_headers=["accept"]
+)
 
 
 class ServiceB(BaseHTTPRequestHandler):
@@ -103,6 +106,7 @@ def main() -> None:
     service_a.should_exit = True
     service_b.shutdown()
     print_trees()
+    print_durations()
 
 
 def print_trees() -> None:
