@@ -85,8 +85,10 @@ class StreamTable:
             bucket = bisect_left(self.bounds, value)
             series.counts[bucket] += 1
             if self.min_max:
-                series.min = min(series.min, value)
-                series.max = max(series.max, value)
+                if value < series.min:  # noqa: PLR1730 - see `_fused`
+                    series.min = value
+                if value > series.max:  # noqa: PLR1730
+                    series.max = value
             if when:
                 # The SDK's reservoir for explicit buckets keeps the last one per bucket.
                 # (It also keeps the span ids it saw last in a bucket when a later
@@ -183,7 +185,7 @@ class AggregatedHistogram:
         self._instrument = instrument
         self._names = names
         self._tables: tuple[StreamTable, ...] = ()
-        self._on = [_sdk.watch_enabled(instrument, self._switch)]
+        self._enabled = _sdk.watch_enabled(instrument, self._switch)
         self._rule, self._filter = _sdk.exemplar_filter(provider)
         self._context_var_get = _sdk.context_var_get()
         self._install(streams)
@@ -205,7 +207,9 @@ class AggregatedHistogram:
             return found
 
     def _switch(self, enabled: bool) -> None:
-        self._on[0] = enabled
+        self._enabled = enabled
+        if not isinstance(getattr(self.record, "__self__", None), SdkHistogram):
+            self.record = self._recorder()
 
     def _install(self, streams: list[Stream]) -> None:
         """One table per stream; a stream already known keeps its table (and what it holds)."""
@@ -236,8 +240,8 @@ class AggregatedHistogram:
     def _recorder(self) -> Record:
         """The record function for the current tables: one stream of all attributes under
         the trace-based (default) or always-off filter gets a fused one, the rest a loop."""
-        tables, on = self._tables, self._on
-        if not tables:
+        tables = self._tables
+        if not tables or not self._enabled:  # every stream dropped, or the meter disabled
             return _nothing
         get_context = self._context_var_get
         rule = self._rule
@@ -247,14 +251,15 @@ class AggregatedHistogram:
             and get_context is not None
             and rule in (ExemplarRule.TRACE_BASED, ExemplarRule.ALWAYS_OFF)
         ):
-            return _fused(tables[0], on, get_context, rule == ExemplarRule.TRACE_BASED)
+            if rule == ExemplarRule.TRACE_BASED:
+                return _fused(tables[0], get_context)
+            return _fused_no_exemplars(tables[0])
         exemplar = self._exemplar_function()
 
         def record(value: float, key: Key) -> None:
-            if on[0]:
-                when, span = exemplar(value, key)
-                for table in tables:
-                    table.add(key, value, when, span)
+            when, span = exemplar(value, key)
+            for table in tables:
+                table.add(key, value, when, span)
 
         return record
 
@@ -282,27 +287,22 @@ class AggregatedHistogram:
 
 
 def _nothing(value: float, key: Key) -> None:
-    """Every stream of the instrument is dropped by a view."""
+    """Every stream of the instrument is dropped by a view, or its meter is disabled."""
 
 
-def _fused(
-    table: StreamTable, on: list[bool], get_context: Callable[[], Any], trace_based: bool
-) -> Record:
+def _fused(table: StreamTable, get_context: Callable[[], Any]) -> Record:
     """`StreamTable.add` and the trace-based exemplar filter in one function, with every
     name it uses local: the per-request path of the default configuration."""
     series_by_key, bounds, admit, lock = table.series, table.bounds, table.admit, table.lock
     min_max, span_key = table.min_max, _sdk.SPAN_KEY
 
     def record(value: float, key: Key) -> None:
-        if not on[0]:
-            return
         context = None
-        if trace_based:
-            span = get_context().get(span_key)
-            if span is not None:
-                context = span.get_span_context()
-                if not context.trace_flags & 1:  # not sampled
-                    context = None
+        span = get_context().get(span_key)
+        if span is not None:
+            context = span.get_span_context()
+            if not context.trace_flags & 1:  # not sampled
+                context = None
         lock.acquire()
         try:
             series = series_by_key.get(key) or admit(key)
@@ -310,8 +310,11 @@ def _fused(
             bucket = bisect_left(bounds, value)
             series.counts[bucket] += 1
             if min_max:
-                series.min = min(series.min, value)
-                series.max = max(series.max, value)
+                # Comparisons, not min() and max(): a builtin call costs ~50 ns more.
+                if value < series.min:  # noqa: PLR1730
+                    series.min = value
+                if value > series.max:  # noqa: PLR1730
+                    series.max = value
             if context is not None:  # as in `StreamTable.add`
                 slots = series.exemplars
                 if slots is None:
@@ -319,6 +322,16 @@ def _fused(
                 slots[bucket] = (value, time_ns(), key, context)
         finally:
             lock.release()
+
+    return record
+
+
+def _fused_no_exemplars(table: StreamTable) -> Record:
+    """`_fused` for the always-off exemplar filter."""
+    add = table.add
+
+    def record(value: float, key: Key) -> None:
+        add(key, value, 0, None)
 
     return record
 

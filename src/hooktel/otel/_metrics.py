@@ -49,7 +49,7 @@ NAMES = (
 _STARTED = itemgetter("http.request.method", "url.scheme", "network.protocol.version")
 Recorder = AggregatedHistogram | SdkHistogram
 Opened = tuple[Any, ...]
-"""What start keeps: method, scheme, protocol version (the start of the `Key`), request size."""
+"""What start keeps: method, scheme, protocol version, the start of the `Key`."""
 
 
 def opt_in_from(kwargs: dict[str, Any]) -> frozenset[str]:
@@ -116,6 +116,7 @@ class ServerMetrics:
             else None
         )
         self._extras = bool(opt_in)
+        self._request_sizes: dict[int, int] = {}
 
     @classmethod
     def create(
@@ -163,11 +164,9 @@ class ServerMetrics:
                 attrs.get("url.scheme"),
                 attrs.get("network.protocol.version"),
             )
-        if self._extras:
-            opened += (attrs.get("http.request.body.size"),)
-            if self._active is not None:
-                self._active.add(1, _active_attributes(opened))
         self._open[op_id] = opened
+        if self._extras:
+            self._start_extras(op_id, opened, attrs)
 
     def on_end(self, op_id: int, attrs: Attributes) -> None:
         opened = self._open.pop(op_id, None)
@@ -175,7 +174,7 @@ class ServerMetrics:
             return
         get = attrs.get
         status = get("http.response.status_code")
-        key: Key = (
+        key: Key = (  # built by index: cheaper than `opened + (...)` or `(*opened, ...)`
             opened[0],
             opened[1],
             opened[2],
@@ -186,7 +185,7 @@ class ServerMetrics:
         )
         self._duration.record(attrs["operation.duration"] / 1e9, key)
         if self._extras:
-            self._record_extras(opened, key, attrs)
+            self._end_extras(op_id, key, attrs)
 
     def on_error(self, op_id: int, attrs: Attributes) -> None:
         opened = self._open.pop(op_id, None)
@@ -194,22 +193,30 @@ class ServerMetrics:
             return
         get = attrs.get
         route, status = get("http.route") or None, get("http.response.status_code")
-        key: Key = (*opened[:3], status, route, get("error.type", "_OTHER"))
+        key: Key = (opened[0], opened[1], opened[2], status, route, get("error.type", "_OTHER"))
         self._duration.record(attrs["operation.duration"] / 1e9, key)
         if self._extras:
-            self._record_extras(opened, key, attrs)
+            self._end_extras(op_id, key, attrs)
 
-    def _record_extras(self, opened: Opened, key: Key, attrs: Attributes) -> None:
+    def _start_extras(self, op_id: int, opened: Opened, attrs: Attributes) -> None:
         if self._active is not None:
-            self._active.add(-1, _active_attributes(opened))
-        if self._request_size is not None and opened[3] is not None:
-            self._request_size.record(opened[3], key)
+            self._active.add(1, _active_attributes(opened))
+        size = attrs.get("http.request.body.size")
+        if self._request_size is not None and size is not None:
+            self._request_sizes[op_id] = size
+
+    def _end_extras(self, op_id: int, key: Key, attrs: Attributes) -> None:
+        if self._active is not None:
+            self._active.add(-1, _active_attributes(key))
+        size = self._request_sizes.pop(op_id, None)
+        if self._request_size is not None and size is not None:
+            self._request_size.record(size, key)
         response_size = attrs.get("http.response.body.size")
         if self._response_size is not None and response_size is not None:
             self._response_size.record(response_size, key)
 
 
-def _active_attributes(opened: Opened) -> dict[str, Any]:
+def _active_attributes(opened: tuple[Any, ...]) -> dict[str, Any]:
     method, scheme = opened[0], opened[1]
     attributes = {} if method is None else {"http.request.method": method}
     if scheme is not None:
