@@ -37,22 +37,17 @@ Record = Callable[[float, Key], None]
 _OVERFLOW: Key = ("otel.metric.overflow",)  # no real key has this shape
 
 
-class _Series:
-    """One attribute set's aggregate since the last collection (the hot-path twin of `Series`).
+# One attribute set's aggregate since the last collection is a list (what the compiled
+# recorder of `hooktel._aggregate` works on directly): its sum, min, max, the time of
+# its first measurement, its exemplars, then its bucket counts. `exemplars` holds per
+# bucket the last measurement the exemplar filter let through, as
+# `(value, time_unix_nano, full key, span context or None)`, or None.
+SUM, MIN, MAX, FIRST_NS, EXEMPLARS, COUNTS = range(6)
+_Series = list[Any]
 
-    `exemplars`: per bucket, the last measurement the exemplar filter let
-    through, as `(value, time_unix_nano, full key, span context or None)`.
-    """
 
-    __slots__ = ("counts", "exemplars", "first_ns", "max", "min", "sum")
-
-    def __init__(self, buckets: int, first_ns: int) -> None:
-        self.counts = [0] * buckets
-        self.sum: float = 0
-        self.min = math.inf
-        self.max = -math.inf
-        self.first_ns = first_ns
-        self.exemplars: list[tuple[float, int, Key, Any] | None] | None = None
+def _new_series(buckets: int, first_ns: int) -> _Series:
+    return [0, math.inf, -math.inf, first_ns, [None] * buckets, *([0] * buckets)]
 
 
 class StreamTable:
@@ -81,23 +76,20 @@ class StreamTable:
         lock.acquire()
         try:
             series = self.series.get(key) or self.admit(key)
-            series.sum += value
+            series[SUM] += value
             bucket = bisect_left(self.bounds, value)
-            series.counts[bucket] += 1
+            series[COUNTS + bucket] += 1
             if self.min_max:
-                if value < series.min:  # noqa: PLR1730 - see `_fused`
-                    series.min = value
-                if value > series.max:  # noqa: PLR1730
-                    series.max = value
+                if value < series[MIN]:  # noqa: PLR1730 - see `_fused`
+                    series[MIN] = value
+                if value > series[MAX]:  # noqa: PLR1730
+                    series[MAX] = value
             if when:
                 # The SDK's reservoir for explicit buckets keeps the last one per bucket.
                 # (It also keeps the span ids it saw last in a bucket when a later
                 # measurement comes without a span: never here, where the span
                 # instrument always leaves a span current, valid or not.)
-                slots = series.exemplars
-                if slots is None:
-                    slots = series.exemplars = [None] * self.buckets
-                slots[bucket] = (value, when, full_key, span)
+                series[EXEMPLARS][bucket] = (value, when, full_key, span)
         finally:
             lock.release()
 
@@ -113,7 +105,7 @@ class StreamTable:
             series = table.get(key)
             if series is not None:
                 return series
-        series = table[key] = _Series(self.buckets, time_ns())
+        series = table[key] = _new_series(self.buckets, time_ns())
         return series
 
     def drain(self) -> list[Series]:
@@ -129,9 +121,9 @@ class StreamTable:
                 ready = list(table.items())
                 table.clear()
             else:
-                ready = [(key, s) for key, s in table.items() if any(s.counts)]
+                ready = [(key, s) for key, s in table.items() if any(s[COUNTS:])]
                 for key, series in ready:
-                    table[key] = _Series(self.buckets, series.first_ns)
+                    table[key] = _new_series(self.buckets, series[FIRST_NS])
         return [self._handover(key, series) for key, series in ready]
 
     def _handover(self, key: Key, series: _Series) -> Series:
@@ -143,14 +135,14 @@ class StreamTable:
             attributes = attributes_of(key, tuple(self.names[i] for i in self.positions))
         return Series(
             attributes=attributes,
-            counts=series.counts,
-            sum=series.sum,
-            min=series.min,
-            max=series.max,
-            first_ns=series.first_ns,
+            counts=series[COUNTS:],
+            sum=series[SUM],
+            min=series[MIN],
+            max=series[MAX],
+            first_ns=series[FIRST_NS],
             exemplars=[
                 None if e is None else (e[0], e[1], attributes_of(e[2], self.names), e[3])
-                for e in series.exemplars or ()
+                for e in series[EXEMPLARS]
             ],
         )
 
@@ -306,20 +298,17 @@ def _fused(table: StreamTable, get_context: Callable[[], Any]) -> Record:
         lock.acquire()
         try:
             series = series_by_key.get(key) or admit(key)
-            series.sum += value
+            series[SUM] += value
             bucket = bisect_left(bounds, value)
-            series.counts[bucket] += 1
+            series[COUNTS + bucket] += 1
             if min_max:
                 # Comparisons, not min() and max(): a builtin call costs ~50 ns more.
-                if value < series.min:  # noqa: PLR1730
-                    series.min = value
-                if value > series.max:  # noqa: PLR1730
-                    series.max = value
+                if value < series[MIN]:  # noqa: PLR1730
+                    series[MIN] = value
+                if value > series[MAX]:  # noqa: PLR1730
+                    series[MAX] = value
             if context is not None:  # as in `StreamTable.add`
-                slots = series.exemplars
-                if slots is None:
-                    slots = series.exemplars = [None] * len(series.counts)
-                slots[bucket] = (value, time_ns(), key, context)
+                series[EXEMPLARS][bucket] = (value, time_ns(), key, context)
         finally:
             lock.release()
 

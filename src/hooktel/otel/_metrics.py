@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry import metrics
 
@@ -48,6 +48,7 @@ NAMES = (
 
 _STARTED = itemgetter("http.request.method", "url.scheme", "network.protocol.version")
 Recorder = AggregatedHistogram | SdkHistogram
+_Hook = Callable[[int, Attributes], None]
 Opened = tuple[Any, ...]
 """What start keeps: method, scheme, protocol version, the start of the `Key`."""
 
@@ -141,37 +142,35 @@ class ServerMetrics:
         return cls(meter, provider, excluded_urls, opt_in)
 
     def instrument(self, name: str, version: str) -> Instrument:
+        """The hooktel instrument: the lean hooks unless exclusions or opt-ins need more."""
+        full = self._excluded is not None or self._extras
+        # The lean end hooks return the key they recorded under (for the full ones); a
+        # hook's return value is ignored, hence the casts.
         return Instrument(
             kind=InstrumentKind.HTTP,
             name=name,
             version=version,
-            on_operation_start=self.on_start,
-            on_operation_end=self.on_end,
-            on_operation_error=self.on_error,
+            on_operation_start=self.on_start_full if full else self.on_start,
+            on_operation_end=self.on_end_full if full else cast(_Hook, self.on_end),
+            on_operation_error=self.on_error_full if full else cast(_Hook, self.on_error),
         )
 
-    # -- the hooks ---------------------------------------------------------------------
+    # -- the hooks: the duration alone, the per-request path of the default setup -------
 
     def on_start(self, op_id: int, attrs: Attributes) -> None:
-        excluded = self._excluded
-        if excluded is not None and excluded.search(attrs.get("url.full", "")):
-            return
         try:
-            opened: Opened = _STARTED(attrs)  # one C call for the three
+            self._open[op_id] = _STARTED(attrs)  # one C call for the three
         except KeyError:  # a hook point that did not know the protocol version
-            opened = (
+            self._open[op_id] = (
                 attrs.get("http.request.method"),
                 attrs.get("url.scheme"),
                 attrs.get("network.protocol.version"),
             )
-        self._open[op_id] = opened
-        if self._extras:
-            self._start_extras(op_id, opened, attrs)
 
-    def on_end(self, op_id: int, attrs: Attributes) -> None:
+    def on_end(self, op_id: int, attrs: Attributes) -> Key | None:
         opened = self._open.pop(op_id, None)
         if opened is None:
-            return
+            return None
         get = attrs.get
         status = get("http.response.status_code")
         key: Key = (  # built by index: cheaper than `opened + (...)` or `(*opened, ...)`
@@ -184,18 +183,36 @@ class ServerMetrics:
             None if status is None or status < 500 else str(status),
         )
         self._duration.record(attrs["operation.duration"] / 1e9, key)
-        if self._extras:
-            self._end_extras(op_id, key, attrs)
+        return key
 
-    def on_error(self, op_id: int, attrs: Attributes) -> None:
+    def on_error(self, op_id: int, attrs: Attributes) -> Key | None:
         opened = self._open.pop(op_id, None)
         if opened is None:
-            return
+            return None
         get = attrs.get
         route, status = get("http.route") or None, get("http.response.status_code")
         key: Key = (opened[0], opened[1], opened[2], status, route, get("error.type", "_OTHER"))
         self._duration.record(attrs["operation.duration"] / 1e9, key)
+        return key
+
+    # -- the hooks with excluded URLs or opt-in instruments ---------------------------------
+
+    def on_start_full(self, op_id: int, attrs: Attributes) -> None:
+        excluded = self._excluded
+        if excluded is not None and excluded.search(attrs.get("url.full", "")):
+            return
+        self.on_start(op_id, attrs)
         if self._extras:
+            self._start_extras(op_id, self._open[op_id], attrs)
+
+    def on_end_full(self, op_id: int, attrs: Attributes) -> None:
+        key = self.on_end(op_id, attrs)
+        if key is not None and self._extras:
+            self._end_extras(op_id, key, attrs)
+
+    def on_error_full(self, op_id: int, attrs: Attributes) -> None:
+        key = self.on_error(op_id, attrs)
+        if key is not None and self._extras:
             self._end_extras(op_id, key, attrs)
 
     def _start_extras(self, op_id: int, opened: Opened, attrs: Attributes) -> None:
