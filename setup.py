@@ -17,6 +17,7 @@ from setuptools.command.build_ext import build_ext
 
 EXTENSIONS = [
     Extension("hooktel._core", ["src/hooktel/_core.c"]),
+    Extension("hooktel._aggregate", ["src/hooktel/_aggregate.c"]),
 ]
 
 

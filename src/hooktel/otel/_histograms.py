@@ -15,6 +15,7 @@ measurements go to `Histogram.record()` instead (`SdkHistogram`).
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 import threading
@@ -22,11 +23,12 @@ import weakref
 from bisect import bisect_left
 from collections.abc import Callable
 from time import time_ns
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
 
+from .. import _native
 from . import _sdk
 from ._sdk import ExemplarRule, Series, Stream
 
@@ -35,6 +37,7 @@ Key = tuple[Any, ...]
 Record = Callable[[float, Key], None]
 
 _OVERFLOW: Key = ("otel.metric.overflow",)  # no real key has this shape
+_compiled = _native.load("hooktel._aggregate")
 
 
 # One attribute set's aggregate since the last collection is a list (what the compiled
@@ -179,7 +182,7 @@ class AggregatedHistogram:
         self._tables: tuple[StreamTable, ...] = ()
         self._enabled = _sdk.watch_enabled(instrument, self._switch)
         self._rule, self._filter = _sdk.exemplar_filter(provider)
-        self._context_var_get = _sdk.context_var_get()
+        self._context_var = _sdk.context_var()
         self._install(streams)
         _sdk.watch_readers(instrument, self._readers_changed)
         _ALL.add(self)
@@ -235,16 +238,16 @@ class AggregatedHistogram:
         tables = self._tables
         if not tables or not self._enabled:  # every stream dropped, or the meter disabled
             return _nothing
-        get_context = self._context_var_get
+        context_var = self._context_var
         rule = self._rule
         if (
             len(tables) == 1
             and tables[0].positions is None
-            and get_context is not None
+            and context_var is not None
             and rule in (ExemplarRule.TRACE_BASED, ExemplarRule.ALWAYS_OFF)
         ):
             if rule == ExemplarRule.TRACE_BASED:
-                return _fused(tables[0], get_context)
+                return _fused(tables[0], context_var)
             return _fused_no_exemplars(tables[0])
         exemplar = self._exemplar_function()
 
@@ -282,7 +285,29 @@ def _nothing(value: float, key: Key) -> None:
     """Every stream of the instrument is dropped by a view, or its meter is disabled."""
 
 
-def _fused(table: StreamTable, get_context: Callable[[], Any]) -> Record:
+def _fused(table: StreamTable, context_var: contextvars.ContextVar[Any]) -> Record:
+    """The record function of the default configuration: the compiled `Recorder` of
+    `hooktel._aggregate`, or its Python twin `_fused_py`."""
+    if _compiled is not None:
+        span_context_type, flags_index = _sdk.span_context_layout()
+        return cast(
+            Record,
+            _compiled.Recorder(
+                table.series,
+                table.bounds,
+                table.admit,
+                table.lock,
+                context_var,
+                _sdk.SPAN_KEY,
+                span_context_type,
+                flags_index,
+                table.min_max,
+            ),
+        )
+    return _fused_py(table, context_var.get)
+
+
+def _fused_py(table: StreamTable, get_context: Callable[[], Any]) -> Record:
     """`StreamTable.add` and the trace-based exemplar filter in one function, with every
     name it uses local: the per-request path of the default configuration."""
     series_by_key, bounds, admit, lock = table.series, table.bounds, table.admit, table.lock
