@@ -13,7 +13,7 @@ from .servers import ROOT, SERVERS, Server
 from .spancount import DEFAULT_QUEUE
 from .variants import BASELINE, HOOKTEL_OTEL, VARIANTS, Variant
 
-STEPS = ("inprocess", "spancost", "memory", "spans", "profile", "load")
+STEPS = ("inprocess", "spancost", "metriccost", "memory", "spans", "profile", "load")
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 CHART = ROOT / "docs" / "benchmarks.png"
 

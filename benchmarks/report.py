@@ -10,6 +10,7 @@ from typing import Any
 from .inprocess import InprocessResult, ProfileFile, ProfileLine
 from .load import LoadRun, LoadSummary
 from .memory import MemoryResult
+from .metriccost import MetricCost
 from .spancost import SpanCost
 from .spancount import SpanCountResult
 from .targets import Target
@@ -107,6 +108,11 @@ def profile_table(lines: Sequence[ProfileLine], markdown: bool = False) -> str:
 def spancost_table(costs: Sequence[SpanCost], markdown: bool = False) -> str:
     rows = [[c.path, f"{c.us:.2f}", f"{c.iqr_us:.2f}", c.how] for c in costs]
     return table(["path", "µs per span", "IQR µs", "how"], rows, markdown)
+
+
+def metriccost_table(costs: Sequence[MetricCost], markdown: bool = False) -> str:
+    rows = [[c.path, f"{c.ns:.0f}", f"{c.iqr_ns:.0f}", c.how] for c in costs]
+    return table(["path", "ns per request", "IQR ns", "how"], rows, markdown)
 
 
 def spancount_table(results: Sequence[SpanCountResult], markdown: bool = False) -> str:

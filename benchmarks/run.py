@@ -37,6 +37,7 @@ from .inprocess import (
 )
 from .load import LoadRun, LoadSummary, plan, run_load, summarize
 from .memory import MemoryResult, measure_memory
+from .metriccost import MetricCost, measure_metric_costs
 from .receiver import Receiver, receiving
 from .servers import stop_all
 from .source import git_state, snapshot_hooktel
@@ -126,6 +127,7 @@ class Outcome:
     sections: list[tuple[str, str, str]] = field(default_factory=list)  # title, text, markdown
     inprocess: list[InprocessResult] = field(default_factory=list)
     sdk_span: SpanCost | None = None
+    metric_costs: list[MetricCost] = field(default_factory=list)
     memory: list[MemoryResult] = field(default_factory=list)
     spans: list[SpanCountResult] = field(default_factory=list)
     runs: list[LoadRun] = field(default_factory=list)
@@ -149,6 +151,10 @@ def run_steps(config: Config, out: Outcome) -> None:
     if costs:
         out.data["spancost"] = [c.as_dict() for c in costs]
         out.add("Per-span cost in-process (µs)", report.spancost_table, costs)
+    if "metriccost" in config.steps:
+        out.metric_costs = measure_metric_costs(mode.inprocess_seconds, mode.inprocess_repeats)
+        out.data["metriccost"] = [c.as_dict() for c in out.metric_costs]
+        out.add("Duration metric cost in-process (ns)", report.metriccost_table, out.metric_costs)
     if "memory" in config.steps:
         out.memory = run_memory(config.apps, config.memory_requests)
         out.data["memory"] = [m.as_dict() for m in out.memory]
@@ -234,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_steps(config, out)
         finally:
             stop_all()  # a server or receiver a stopped run left behind
-    targets = evaluate(out.inprocess, out.load, out.memory, out.spans)
+    targets = evaluate(out.inprocess, out.load, out.memory, out.spans, out.metric_costs)
     data["targets"] = [t.as_dict() for t in targets]
     out.add("Targets", report.targets_table, targets)
     data["machine"]["loadavg_end"] = machine.loadavg()

@@ -1,4 +1,4 @@
-"""The targets of issues 3 and 5, checked against a run's results (reported, never asserted)."""
+"""The targets of issues 3, 5 and 9, checked against a run's results (reported, never asserted)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from .inprocess import InprocessResult
 from .load import LoadSummary
 from .memory import MemoryResult
+from .metriccost import HOOKTEL_ROW, MetricCost
 from .spancount import SpanCountResult
 
 # issue 3
@@ -25,6 +26,11 @@ RATIO_TARGETS: dict[tuple[str, str], tuple[float, str]] = {
     ("gunicorn-wsgi", "hooktel-otel"): (0.90, "raw WSGI + HttpInstrumentation, gunicorn sync"),
     ("uvicorn-starlette", "hooktel-otlp"): (0.75, "Starlette + HttpInstrumentation, OTLP/HTTP"),
 }
+
+# issue 9: the duration metric in-process, and throughput with metrics against tracing alone
+METRIC_NS_LIMIT = 1000.0
+METRICS_RATIO_SLACK = 0.02
+METRICS_PAIR = ("uvicorn-starlette", "hooktel-otel-metrics", "hooktel-otel")
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ def evaluate(
     load: Sequence[LoadSummary],
     memory: Sequence[MemoryResult],
     spans: Sequence[SpanCountResult] = (),
+    metric_costs: Sequence[MetricCost] = (),
 ) -> list[Target]:
     targets = [_idle_target(r) for r in inprocess if r.variant == "hooktel-idle"]
     targets.append(
@@ -55,7 +62,31 @@ def evaluate(
     )
     targets.extend(_memory_target(m) for m in memory)
     targets.extend(_span_target(s) for s in spans)
+    targets.extend(_metric_cost_target(c) for c in metric_costs if c.path == HOOKTEL_ROW)
+    targets.append(_metrics_ratio_target(load))
     return targets
+
+
+def _metric_cost_target(cost: MetricCost) -> Target:
+    return Target(
+        "duration metric, in-process (metriccost)",
+        f"<= {METRIC_NS_LIMIT:.0f} ns added per request",
+        f"{cost.ns:.0f} ns (IQR {cost.iqr_ns:.0f} ns)",
+        cost.ns <= METRIC_NS_LIMIT,
+    )
+
+
+def _metrics_ratio_target(load: Sequence[LoadSummary]) -> Target:
+    server, with_metrics, tracing = METRICS_PAIR
+    ratios = {s.variant: s.ratio for s in load if s.server == server}
+    name = f"metrics on top of tracing ({server} {with_metrics})"
+    wanted = f"ratio to bare within {METRICS_RATIO_SLACK:.2f} of {tracing}'s"
+    found, reference = ratios.get(with_metrics), ratios.get(tracing)
+    if found is None or reference is None:
+        return Target(name, wanted, "not measured", None)
+    return Target(
+        name, wanted, f"{found:.3f} vs {reference:.3f}", found >= reference - METRICS_RATIO_SLACK
+    )
 
 
 def _ratio_target(
