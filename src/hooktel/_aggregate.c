@@ -17,7 +17,7 @@
 #include <structmember.h>
 #include <time.h>
 
-/* The layout of a series list: its twin names these in _histograms.py. */
+/* The layout of a series list: hooktel/otel/_streamtable.py names these. */
 enum { SUM = 0, MIN = 1, MAX = 2, FIRST_NS = 3, EXEMPLARS = 4, COUNTS = 5 };
 
 typedef struct {
@@ -192,7 +192,7 @@ update(Recorder *self, PyObject *series, PyObject *value, PyObject *exemplar)
     if (!PyList_CheckExact(series) || PyList_GET_SIZE(series) != COUNTS + buckets
         || !PyList_CheckExact(PyList_GET_ITEM(series, EXEMPLARS))
         || PyList_GET_SIZE(PyList_GET_ITEM(series, EXEMPLARS)) != buckets) {
-        PyErr_SetString(PyExc_TypeError, "a series must be a list laid out as _histograms says");
+        PyErr_SetString(PyExc_TypeError, "a series must be a list laid out as _streamtable says");
         return -1;
     }
     if (add_to(series, SUM, value) < 0) {

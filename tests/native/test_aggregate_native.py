@@ -23,7 +23,7 @@ from opentelemetry import context, trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from hooktel import _native
-from hooktel.otel import _histograms, _sdk
+from hooktel.otel import _histograms, _sdk, _streamtable
 from hooktel.otel._sdk import Stream
 
 compiled = _native.load("hooktel._aggregate")
@@ -43,8 +43,8 @@ SPANS: dict[str, Any] = {
 }
 
 
-def _table(bounds: tuple[float, ...], min_max: bool, limit: int = 2000) -> _histograms.StreamTable:
-    return _histograms.StreamTable(Stream(bounds, min_max, None, limit, False, None), NAMES)
+def _table(bounds: tuple[float, ...], min_max: bool, limit: int = 2000) -> _streamtable.StreamTable:
+    return _streamtable.StreamTable(Stream(bounds, min_max, None, limit, False, None), NAMES)
 
 
 def _recorders(table_c: Any, table_py: Any) -> tuple[Any, Any]:
@@ -81,14 +81,14 @@ def _comparable(table: Any, since: int, until: int) -> dict[Any, Any]:
     found = {}
     for key, series in table.series.items():
         exemplars = []
-        for exemplar in series[_histograms.EXEMPLARS]:
+        for exemplar in series[_streamtable.EXEMPLARS]:
             if exemplar is None:
                 exemplars.append(None)
                 continue
             value, when, full_key, span_context = exemplar
             assert since <= when <= until
             exemplars.append((value, full_key, span_context))
-        found[key] = (series[: _histograms.FIRST_NS], exemplars, series[_histograms.COUNTS :])
+        found[key] = (series[: _streamtable.FIRST_NS], exemplars, series[_streamtable.COUNTS :])
     return found
 
 
@@ -134,8 +134,8 @@ def test_the_overflow_series_past_the_limit() -> None:
     record_c, _ = _recorders(table_c, table_py)
     for key in KEYS:
         record_c(0.5, key)
-    assert list(table_c.series) == [KEYS[0], _histograms._OVERFLOW]
-    assert table_c.series[_histograms._OVERFLOW][_histograms.COUNTS] == 3
+    assert list(table_c.series) == [KEYS[0], _streamtable.OVERFLOW]
+    assert table_c.series[_streamtable.OVERFLOW][_streamtable.COUNTS] == 3
 
 
 def test_a_failing_admit_leaves_the_lock_free() -> None:

@@ -168,7 +168,8 @@ def test_metrics_with_tracing_off_under_uvicorn(reader: InMemoryMetricReader) ->
     with metered(tracing=False, meter_provider=_provider(reader)) as served:
         served.get("/items/1", headers={"traceparent": SAMPLED_PARENT})
         served.wait_for(1)
-        assert [i.name for i in hooktel.instruments()][:1] == ["hooktel.otel.metrics"]
+        names = [i.name for i in hooktel.instruments()]  # other modules' may be there too
+        assert names.index("hooktel.otel.metrics") < names.index("hooktel.otel")
         (point,) = histogram_points(reader.get_metrics_data(), DURATION)
     assert point["count"] == 1
     # No server span: the current span is the caller's (the API's no-op tracer hands it
@@ -186,7 +187,9 @@ def test_nothing_recorded_nor_attached_without_a_meter_provider(
 ) -> None:
     options = {} if provider is None else {"meter_provider": provider}
     with metered(**options) as served:
-        assert [i.name for i in hooktel.instruments()] == ["hooktel.otel", "finished"]
+        names = [i.name for i in hooktel.instruments()]  # other modules' may be there too
+        assert "hooktel.otel" in names
+        assert "hooktel.otel.metrics" not in names
         served.get("/items/1")
         served.wait_for(1)
 

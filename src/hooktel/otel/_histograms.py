@@ -16,7 +16,6 @@ measurements go to `Histogram.record()` instead (`SdkHistogram`).
 from __future__ import annotations
 
 import contextvars
-import math
 import os
 import threading
 import weakref
@@ -30,128 +29,12 @@ from opentelemetry import trace as trace_api
 
 from .. import _native
 from . import _sdk
-from ._sdk import ExemplarRule, Series, Stream
+from ._sdk import ExemplarRule, Stream
+from ._streamtable import COUNTS, EXEMPLARS, MAX, MIN, SUM, Key, StreamTable, attributes_of
 
-Key = tuple[Any, ...]
-"""Attribute values in the order of the histogram's attribute names; None when absent."""
 Record = Callable[[float, Key], None]
 
-_OVERFLOW: Key = ("otel.metric.overflow",)  # no real key has this shape
 _compiled = _native.load("hooktel._aggregate")
-
-
-# One attribute set's aggregate since the last collection is a list (what the compiled
-# recorder of `hooktel._aggregate` works on directly): its sum, min, max, the time of
-# its first measurement, its exemplars, then its bucket counts. `exemplars` holds per
-# bucket the last measurement the exemplar filter let through, as
-# `(value, time_unix_nano, full key, span context or None)`, or None.
-SUM, MIN, MAX, FIRST_NS, EXEMPLARS, COUNTS = range(6)
-_Series = list[Any]
-
-
-def _new_series(buckets: int, first_ns: int) -> _Series:
-    return [0, math.inf, -math.inf, first_ns, [None] * buckets, *([0] * buckets)]
-
-
-class StreamTable:
-    """What one stream aggregated, keyed by the attribute values it keeps."""
-
-    def __init__(self, stream: Stream, names: tuple[str, ...]) -> None:
-        self.stream = stream
-        self.names = names
-        self.bounds = stream.boundaries
-        self.buckets = len(stream.boundaries) + 1
-        self.min_max = stream.record_min_max
-        keys = stream.attribute_keys
-        # A view's attribute_keys: the positions of the key it keeps.
-        self.positions: tuple[int, ...] | None = (
-            None if keys is None else tuple(i for i, name in enumerate(names) if name in keys)
-        )
-        self.series: dict[Key, _Series] = {}  # cleared, never replaced: closures hold it
-        self.lock = threading.Lock()
-
-    def add(self, key: Key, value: float, when: int, span: Any) -> None:
-        """Aggregate one measurement; `when` is 0 unless it may become an exemplar."""
-        full_key = key
-        if self.positions is not None:
-            key = tuple([key[i] for i in self.positions])
-        lock = self.lock
-        lock.acquire()
-        try:
-            series = self.series.get(key) or self.admit(key)
-            series[SUM] += value
-            bucket = bisect_left(self.bounds, value)
-            series[COUNTS + bucket] += 1
-            if self.min_max:
-                if value < series[MIN]:  # noqa: PLR1730 - see `_fused`
-                    series[MIN] = value
-                if value > series[MAX]:  # noqa: PLR1730
-                    series[MAX] = value
-            if when:
-                # The SDK's reservoir for explicit buckets keeps the last one per bucket.
-                # (It also keeps the span ids it saw last in a bucket when a later
-                # measurement comes without a span: never here, where the span
-                # instrument always leaves a span current, valid or not.)
-                series[EXEMPLARS][bucket] = (value, when, full_key, span)
-        finally:
-            lock.release()
-
-    def admit(self, key: Key) -> _Series:
-        """A new attribute set, or the overflow point once the SDK would fold it there.
-
-        Called with the lock held. The table mirrors the attribute sets the SDK
-        holds for the stream, so it reaches the cardinality limit when the SDK does.
-        """
-        table = self.series
-        if len(table) >= self.stream.cardinality_limit:
-            key = _OVERFLOW
-            series = table.get(key)
-            if series is not None:
-                return series
-        series = table[key] = _new_series(self.buckets, time_ns())
-        return series
-
-    def drain(self) -> list[Series]:
-        """Everything aggregated since the last call, ready for the SDK; starts afresh.
-
-        The attribute sets stay known (cumulative temporality: the SDK keeps
-        them, and counts them against the cardinality limit) unless the stream
-        forgets them at each collection (delta).
-        """
-        with self.lock:
-            table = self.series
-            if self.stream.resets_on_collect:
-                ready = list(table.items())
-                table.clear()
-            else:
-                ready = [(key, s) for key, s in table.items() if any(s[COUNTS:])]
-                for key, series in ready:
-                    table[key] = _new_series(self.buckets, series[FIRST_NS])
-        return [self._handover(key, series) for key, series in ready]
-
-    def _handover(self, key: Key, series: _Series) -> Series:
-        if key is _OVERFLOW:
-            attributes = dict(_sdk.OVERFLOW_ATTRIBUTES)
-        elif self.positions is None:
-            attributes = attributes_of(key, self.names)
-        else:
-            attributes = attributes_of(key, tuple(self.names[i] for i in self.positions))
-        return Series(
-            attributes=attributes,
-            counts=series[COUNTS:],
-            sum=series[SUM],
-            min=series[MIN],
-            max=series[MAX],
-            first_ns=series[FIRST_NS],
-            exemplars=[
-                None if e is None else (e[0], e[1], attributes_of(e[2], self.names), e[3])
-                for e in series[EXEMPLARS]
-            ],
-        )
-
-
-def attributes_of(key: Key, names: tuple[str, ...]) -> dict[str, Any]:
-    return {name: value for name, value in zip(names, key, strict=True) if value is not None}
 
 
 class SdkHistogram:
@@ -180,6 +63,7 @@ class AggregatedHistogram:
         self._instrument = instrument
         self._names = names
         self._tables: tuple[StreamTable, ...] = ()
+        self._fallback: SdkHistogram | None = None  # set once a reader needs the SDK's record()
         self._enabled = _sdk.watch_enabled(instrument, self._switch)
         self._rule, self._filter = _sdk.exemplar_filter(provider)
         self._context_var = _sdk.context_var()
@@ -203,8 +87,10 @@ class AggregatedHistogram:
 
     def _switch(self, enabled: bool) -> None:
         self._enabled = enabled
-        if not isinstance(getattr(self.record, "__self__", None), SdkHistogram):
-            self.record = self._recorder()
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self.record = self._fallback.record if self._fallback else self._recorder()
 
     def _install(self, streams: list[Stream]) -> None:
         """One table per stream; a stream already known keeps its table (and what it holds)."""
@@ -215,26 +101,26 @@ class AggregatedHistogram:
             _sdk.before_collect(stream, table.drain)
             tables.append(table)
         self._tables = tuple(tables)
-        self.record = self._recorder()
+        self._refresh()
 
     def _readers_changed(self) -> None:
         streams = _sdk.histogram_streams(self._instrument)
         if streams is None:
             # A new reader aggregates in a way hooktel cannot: the SDK records from now
             # on; what the tables hold still goes out at the next collections.
-            self.record = SdkHistogram(self._instrument, self._names).record
+            self._fallback = SdkHistogram(self._instrument, self._names)
+            self._refresh()
         else:
             self._install(streams)
 
     def renew_locks(self) -> None:
         for table in self._tables:
             table.lock = threading.Lock()
-        if not isinstance(getattr(self.record, "__self__", None), SdkHistogram):
-            self.record = self._recorder()
+        self._refresh()  # the compiled recorder holds the lock it was made with
 
     def _recorder(self) -> Record:
         """The record function for the current tables: one stream of all attributes under
-        the trace-based (default) or always-off filter gets a fused one, the rest a loop."""
+        the trace-based filter (the default) gets a fused one, the rest a loop."""
         tables = self._tables
         if not tables or not self._enabled:  # every stream dropped, or the meter disabled
             return _nothing
@@ -244,11 +130,9 @@ class AggregatedHistogram:
             len(tables) == 1
             and tables[0].positions is None
             and context_var is not None
-            and rule in (ExemplarRule.TRACE_BASED, ExemplarRule.ALWAYS_OFF)
+            and rule == ExemplarRule.TRACE_BASED
         ):
-            if rule == ExemplarRule.TRACE_BASED:
-                return _fused(tables[0], context_var)
-            return _fused_no_exemplars(tables[0])
+            return _fused(tables[0], context_var)
         exemplar = self._exemplar_function()
 
         def record(value: float, key: Key) -> None:
@@ -336,16 +220,6 @@ def _fused_py(table: StreamTable, get_context: Callable[[], Any]) -> Record:
                 series[EXEMPLARS][bucket] = (value, time_ns(), key, context)
         finally:
             lock.release()
-
-    return record
-
-
-def _fused_no_exemplars(table: StreamTable) -> Record:
-    """`_fused` for the always-off exemplar filter."""
-    add = table.add
-
-    def record(value: float, key: Key) -> None:
-        add(key, value, 0, None)
 
     return record
 

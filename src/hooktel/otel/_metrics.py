@@ -24,7 +24,8 @@ from opentelemetry import metrics
 
 from .._instrument import Attributes, Instrument, InstrumentKind
 from . import _fastpath, _sdk
-from ._histograms import AggregatedHistogram, Key, SdkHistogram
+from ._histograms import AggregatedHistogram, SdkHistogram
+from ._streamtable import Key
 
 DURATION = "http.server.request.duration"
 ACTIVE_REQUESTS = "http.server.active_requests"

@@ -20,21 +20,6 @@ from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
 from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.metrics._internal import _ProxyMeterProvider
-
-# =====================================================================================
-# Metrics: histograms aggregated by hooktel, handed to the SDK at collection time
-# (issue 9; `_histograms` and `_metrics` use this section).
-#
-# The SDK keeps, per metric reader, one `MetricReaderStorage`; in it, per instrument,
-# one `_ViewInstrumentMatch` per matching view (a metric *stream*); in that, per
-# attribute set, one aggregation. `Histogram.record()` builds a `Measurement`, asks
-# the exemplar filter, and walks that whole tree for every measurement. hooktel
-# aggregates on its side instead, one table per stream, and right before the SDK
-# collects a stream, adds what it aggregated to the stream's aggregations, as if each
-# measurement had been recorded there: bucket counts, sum, min and max, the start
-# time the first measurement would have given, and the exemplar each bucket's
-# reservoir would hold.
-# =====================================================================================
 from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_attributes
 from opentelemetry.sdk.metrics._internal.aggregation import (
     _DropAggregation,
@@ -50,35 +35,26 @@ from opentelemetry.sdk.metrics._internal.exemplar import (
 from opentelemetry.sdk.metrics._internal.instrument import _Histogram
 from opentelemetry.trace.propagation import _SPAN_KEY
 
-Attributes = dict[str, Any]
+# =====================================================================================
+# Metrics (issue 9; used by `_metrics`, `_histograms`, `_streamtable`): histograms
+# aggregated by hooktel and handed to the SDK when it collects.
+#
+# The SDK keeps, per metric reader, one `MetricReaderStorage`; in it, per instrument,
+# one `_ViewInstrumentMatch` per matching view (a metric *stream*); in that, per
+# attribute set, one aggregation. `Histogram.record()` builds a `Measurement`, asks
+# the exemplar filter, and walks that whole tree for every measurement. hooktel
+# aggregates on its side instead, one table per stream, and right before the SDK
+# collects a stream, adds what it aggregated to the stream's aggregations, as if each
+# measurement had been recorded there: bucket counts, sum, min and max, the start
+# time the first measurement would have given, and the exemplar each bucket's
+# reservoir would hold.
+#
+# Below: first what the metrics need of the API's internals (the providers' stand-ins,
+# the current span's context variable and `SpanContext`'s layout), then the SDK's
+# metric internals.
+# =====================================================================================
 
-OVERFLOW_ATTRIBUTES: Attributes = {"otel.metric.overflow": True}
-"""The attribute set of the point the SDK folds attribute sets into past the cardinality limit."""
-
-# The fields of an explicit-bucket aggregation that `feed` reads and writes.
-_AGGREGATION_FIELDS = (
-    "_lock",
-    "_value",
-    "_sum",
-    "_min",
-    "_max",
-    "_boundaries",
-    "_record_min_max",
-    "_reservoir",
-    "_start_time_unix_nano",
-    "_previous_collection_start_nano",
-)
-_MATCH_FIELDS = (
-    "_lock",
-    "_view",
-    "_aggregation",
-    "_attributes_aggregation",
-    "_cardinality_limit",
-    "_reset_on_collect",
-    "_previous_collection_start_nanos",
-    "_get_or_create_aggregation",
-    "collect",
-)
+# -- the API's internals --------------------------------------------------------------
 
 
 def is_configured(provider: MeterProvider) -> bool:
@@ -119,6 +95,39 @@ def span_context_layout() -> tuple[type, int]:
         if item is probe.trace_flags:
             return trace_api.SpanContext, index
     return _NoLayout, 0
+
+
+# -- the SDK's metric internals ------------------------------------------------------
+
+Attributes = dict[str, Any]
+
+OVERFLOW_ATTRIBUTES: Attributes = {"otel.metric.overflow": True}
+"""The attribute set of the point the SDK folds attribute sets into past the cardinality limit."""
+
+# The fields of an explicit-bucket aggregation that `_feed` reads and writes.
+_AGGREGATION_FIELDS = (
+    "_lock",
+    "_value",
+    "_sum",
+    "_min",
+    "_max",
+    "_boundaries",
+    "_record_min_max",
+    "_reservoir",
+    "_start_time_unix_nano",
+    "_previous_collection_start_nano",
+)
+_MATCH_FIELDS = (
+    "_lock",
+    "_view",
+    "_aggregation",
+    "_attributes_aggregation",
+    "_cardinality_limit",
+    "_reset_on_collect",
+    "_previous_collection_start_nanos",
+    "_get_or_create_aggregation",
+    "collect",
+)
 
 
 class ExemplarRule:
