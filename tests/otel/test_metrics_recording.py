@@ -310,3 +310,20 @@ def test_excluded_urls_are_not_recorded(reader: InMemoryMetricReader) -> None:
         served.wait_for(2)
         found = histogram_points(reader.get_metrics_data(), DURATION)
     assert [p["attributes"].get("http.route") for p in found] == ["/items/{item_id}"]
+
+
+def test_a_failing_handover_is_logged_and_the_collection_goes_on(
+    reader: InMemoryMetricReader, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hooktel.otel import _sdk
+
+    def broken(match: object, series: object) -> None:
+        raise RuntimeError("the SDK changed under us")
+
+    with metered(meter_provider=_provider(reader), opt_in_metrics=[ACTIVE_REQUESTS]) as served:
+        served.get("/items/1")
+        served.wait_for(1)
+        monkeypatch.setattr(_sdk, "_feed", broken)
+        names = {name for _, name in points(reader.get_metrics_data())}
+    assert names == {ACTIVE_REQUESTS}  # what the SDK recorded itself still goes out
+    assert "could not be handed to the OpenTelemetry SDK" in caplog.text

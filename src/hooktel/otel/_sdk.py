@@ -9,6 +9,7 @@ API (slower, never wrong) instead of failing.
 from __future__ import annotations
 
 import contextvars
+import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -277,6 +278,7 @@ _before_collect: weakref.WeakKeyDictionary[Any, Callable[[], Sequence[Series]]] 
     weakref.WeakKeyDictionary()
 )
 _wrap_lock = threading.Lock()
+_logger = logging.getLogger("hooktel")
 
 
 def before_collect(stream: Stream, drain: Callable[[], Sequence[Series]]) -> None:
@@ -292,7 +294,13 @@ def before_collect(stream: Stream, drain: Callable[[], Sequence[Series]]) -> Non
         def collect(*args: Any, **kwargs: Any) -> Any:
             drain_now = _before_collect.get(match)
             if drain_now is not None:
-                _feed(match, drain_now())
+                try:
+                    _feed(match, drain_now())
+                except Exception:  # the SDK's collection goes on with what it has
+                    _logger.exception(
+                        "hooktel: the requests aggregated since the last collection could not "
+                        "be handed to the OpenTelemetry SDK; they are missing from this one"
+                    )
             return original(*args, **kwargs)
 
         match.collect = collect
