@@ -16,7 +16,8 @@ Configurations: cumulative and delta temporality; a view that renames, one that
 keeps two attributes, one that changes the buckets (and drops min/max), one
 that drops the instrument, all of them at once; a cardinality limit that
 overflows; the always-on and always-off exemplar filters; the opt-in
-instruments; and one configuration hooktel cannot aggregate exactly (an
+instruments; two readers (cumulative, and delta collected half as often);
+and one configuration hooktel cannot aggregate exactly (an
 exponential histogram view), where it records through the SDK instead.
 """
 
@@ -97,6 +98,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "exemplars-always-on": {"exemplar_filter": AlwaysOnExemplarFilter},
     "exemplars-always-off": {"exemplar_filter": AlwaysOffExemplarFilter},
     "opt-in-instruments": {"opt_in": list(OPT_IN)},
+    "two-readers-cumulative-and-delta": {"second_reader": True},
     "exponential-view (SDK path)": {
         "views": [View(instrument_name=DURATION, aggregation=EXPONENTIAL)],
         "aggregated": False,
@@ -104,17 +106,19 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-def _provider(config: dict[str, Any], stack: ExitStack) -> tuple[MeterProvider, Any]:
-    reader = InMemoryMetricReader(preferred_temporality=config.get("temporality"))
+def _provider(config: dict[str, Any], stack: ExitStack) -> tuple[MeterProvider, list[Any]]:
+    readers = [InMemoryMetricReader(preferred_temporality=config.get("temporality"))]
+    if config.get("second_reader"):
+        readers.append(InMemoryMetricReader(preferred_temporality=DELTA))
     exemplar_filter = config.get("exemplar_filter")
     provider = MeterProvider(
-        metric_readers=[reader],
+        metric_readers=readers,
         views=config.get("views", ()),
         exemplar_filter=exemplar_filter() if exemplar_filter else None,
         shutdown_on_exit=False,
     )
     stack.callback(provider.shutdown)
-    return provider, reader
+    return provider, readers
 
 
 def _reference(provider: MeterProvider, opt_in: list[str]) -> ServerMetrics:
@@ -174,32 +178,35 @@ def config(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 @pytest.fixture
 def both_ways(config: dict[str, Any]) -> Iterator[tuple[Any, Any, Any]]:
-    """(served app, reference reader, hooktel reader), recording every request both ways."""
+    """(served app, reference readers, hooktel readers): every request recorded both ways."""
     with ExitStack() as stack:
-        reference_provider, reference_reader = _provider(config, stack)
-        provider, reader = _provider(config, stack)
+        reference_provider, reference_readers = _provider(config, stack)
+        provider, readers = _provider(config, stack)
         opt_in = config.get("opt_in", [])
         reference = _reference(reference_provider, opt_in)
         # Attached before HttpInstrumentation's instruments: it records before the span ends.
         stack.enter_context(hooktel.attach(reference.instrument("reference", "1")))
         served = stack.enter_context(metered(meter_provider=provider, opt_in_metrics=opt_in))
         assert _aggregated_by_hooktel(provider) is config.get("aggregated", True)
-        yield served, reference_reader, reader
+        yield served, reference_readers, readers
 
 
 def test_the_same_data_as_the_sdk_recording_each_request(
     both_ways: tuple[Any, Any, Any], config: dict[str, Any]
 ) -> None:
-    served, reference_reader, reader = both_ways
-    for _ in range(ROUNDS):
+    served, reference_readers, readers = both_ways
+    for round_number in range(ROUNDS):
         run_workload(served)
         if config.get("there_and_back"):
             run_workload(served, reverse=True)
-        expected_data = reference_reader.get_metrics_data()
-        data = reader.get_metrics_data()
-        expected = points(expected_data)
-        assert _without_random_picks(points(data)) == _without_random_picks(expected)
-        _check_timestamps(timestamps(data), timestamps(expected_data))
+        # A second reader collects every other round only: each reader has its own streams.
+        collecting = readers if round_number % 2 else readers[:1]
+        for reference_reader, reader in zip(reference_readers, collecting, strict=False):
+            expected_data = reference_reader.get_metrics_data()
+            data = reader.get_metrics_data()
+            expected = points(expected_data)
+            assert _without_random_picks(points(data)) == _without_random_picks(expected)
+            _check_timestamps(timestamps(data), timestamps(expected_data))
         if not config.get("views") and config.get("exemplar_filter") is not AlwaysOffExemplarFilter:
             durations = expected[(SCOPE[0], DURATION)]["points"]
             assert any(p["exemplars"] for p in durations), "the workload made no exemplar"
@@ -208,7 +215,7 @@ def test_the_same_data_as_the_sdk_recording_each_request(
 def test_exemplars_point_at_the_server_span_of_their_request() -> None:
     """The default (trace-based) filter: an exemplar per sampled request, with its span's ids."""
     with ExitStack() as stack:
-        provider, reader = _provider({}, stack)
+        provider, (reader,) = _provider({}, stack)
         served = stack.enter_context(metered(meter_provider=provider))
         served.get("/items/1")
         served.get("/items/2", headers={"traceparent": UNSAMPLED_PARENT})
