@@ -29,8 +29,9 @@ typedef struct {
     PyObject *series;   /* dict: key -> series list */
     PyObject *bounds;   /* tuple of bucket bounds */
     PyObject *admit;    /* admit(key) -> series list, called with the lock held */
-    PyObject *acquire;  /* the stream lock's bound acquire and release */
+    PyObject *acquire;  /* the stream lock's bound acquire, release and locked */
     PyObject *release;
+    PyObject *locked;
     PyObject *context_var;  /* OpenTelemetry's current-context ContextVar */
     PyObject *span_key;     /* the context key of the current span */
     PyObject *span_context_type;  /* opentelemetry.trace.SpanContext, a tuple subclass */
@@ -52,6 +53,7 @@ recorder_traverse(Recorder *self, visitproc visit, void *arg)
     Py_VISIT(self->admit);
     Py_VISIT(self->acquire);
     Py_VISIT(self->release);
+    Py_VISIT(self->locked);
     Py_VISIT(self->context_var);
     Py_VISIT(self->span_key);
     Py_VISIT(self->span_context_type);
@@ -66,6 +68,7 @@ recorder_clear(Recorder *self)
     Py_CLEAR(self->admit);
     Py_CLEAR(self->acquire);
     Py_CLEAR(self->release);
+    Py_CLEAR(self->locked);
     Py_CLEAR(self->context_var);
     Py_CLEAR(self->span_key);
     Py_CLEAR(self->span_context_type);
@@ -212,12 +215,14 @@ update(Recorder *self, PyObject *series, PyObject *value, PyObject *exemplar)
     return 0;
 }
 
-/* The series of `key` (borrowed) when it exists and the update can go without the lock,
- * else NULL (no error set). Without the lock when the key and the value are made of
- * builtin types (and so are the bounds): finding the series and updating it then
- * calls no Python code and allocates nothing the garbage collector tracks, so under
- * the GIL nothing else runs meanwhile, neither another request nor a collection
- * handing the series over. A new key is admitted under the lock, as in the twin. */
+/* The series of `key` (borrowed) when it exists and the update can go without taking
+ * the lock, else NULL (no error set). That is when nobody holds the lock and the key
+ * and the value are made of builtin types (and so are the bounds): finding the series
+ * and updating it then calls no Python code and allocates nothing the garbage
+ * collector tracks, so under the GIL nothing else runs meanwhile, neither another
+ * request nor a collection handing the series over, and no Python code holding the
+ * lock is in the middle of an update. A new key is admitted under the lock, as in
+ * the twin. */
 static PyObject *
 series_without_lock(Recorder *self, PyObject *key, PyObject *value)
 {
@@ -227,6 +232,13 @@ series_without_lock(Recorder *self, PyObject *key, PyObject *value)
     if (!self->builtin_bounds || !PyTuple_CheckExact(key)
         || !(PyFloat_CheckExact(value) || PyLong_CheckExact(value))) {
         return NULL;
+    }
+    PyObject *locked = PyObject_CallNoArgs(self->locked);
+    int held = locked == NULL ? -1 : PyObject_IsTrue(locked);
+    Py_XDECREF(locked);
+    if (held != 0) {
+        PyErr_Clear();
+        return NULL;  /* held (or unknown): take the lock */
     }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(key); i++) {
         PyObject *item = PyTuple_GET_ITEM(key, i);
@@ -369,10 +381,12 @@ recorder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     self->acquire = PyObject_GetAttrString(lock, "acquire");
     self->release = PyObject_GetAttrString(lock, "release");
+    self->locked = PyObject_GetAttrString(lock, "locked");
     self->get_span_context = PyUnicode_InternFromString("get_span_context");
     self->trace_flags = PyUnicode_InternFromString("trace_flags");
     self->one = PyLong_FromLong(1);
-    if (self->acquire == NULL || self->release == NULL || self->get_span_context == NULL
+    if (self->acquire == NULL || self->release == NULL || self->locked == NULL
+        || self->get_span_context == NULL
         || self->trace_flags == NULL || self->one == NULL) {
         Py_DECREF(self);
         return NULL;

@@ -189,3 +189,19 @@ def test_bad_arguments_are_refused(change: dict[str, Any]) -> None:
     }
     with pytest.raises((TypeError, AttributeError)):
         compiled.Recorder(**arguments)
+
+
+def test_the_recorder_waits_while_someone_holds_the_lock() -> None:
+    """A collection (or the Python twin) holding the stream's lock is never raced."""
+    table_c, table_py = _table((1.0,), True), _table((1.0,), True)
+    record_c, _ = _recorders(table_c, table_py)
+    record_c(0.5, KEYS[0])  # the key is known: the recorder may go without the lock
+    series = table_c.series[KEYS[0]]
+    with table_c.lock:
+        recording = threading.Thread(target=record_c, args=(0.5, KEYS[0]))
+        recording.start()
+        recording.join(0.2)  # bounded: it must still be waiting for the lock
+        assert recording.is_alive()
+        assert series[_streamtable.COUNTS] == 1
+    recording.join(5)
+    assert series[_streamtable.COUNTS] == 2
