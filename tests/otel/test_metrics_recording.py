@@ -327,3 +327,33 @@ def test_a_failing_handover_is_logged_and_the_collection_goes_on(
         names = {name for _, name in points(reader.get_metrics_data())}
     assert names == {ACTIVE_REQUESTS}  # what the SDK recorded itself still goes out
     assert "could not be handed to the OpenTelemetry SDK" in caplog.text
+
+
+def test_concurrent_requests_are_each_counted_once(reader: InMemoryMetricReader) -> None:
+    """Many requests at once on a threading server, collected meanwhile: none lost or doubled."""
+    requests, threads = 400, 8
+    finished = Finished()
+    counts: list[int] = []
+    with (
+        instrumented(meter_provider=_provider(reader)),
+        hooktel.attach(finished),
+        httpserver_thread(_Hello) as port,
+    ):
+
+        def send(n: int) -> None:
+            with httpx.Client() as client:
+                for _ in range(n):
+                    assert client.get(f"http://127.0.0.1:{port}/hello").status_code == 200
+
+        each = requests // threads
+        workers = [threading.Thread(target=send, args=(each,)) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        while any(worker.is_alive() for worker in workers):  # collections during the load
+            counts.extend(p["count"] for p in histogram_points(reader.get_metrics_data(), DURATION))
+        for worker in workers:
+            worker.join()
+        wait_until(lambda: finished.count >= requests, f"{requests} requests recorded")
+        (point,) = histogram_points(reader.get_metrics_data(), DURATION)
+    assert point["count"] == sum(point["bucket_counts"]) == requests
+    assert counts == sorted(counts)  # cumulative: never goes back
