@@ -62,3 +62,16 @@ def test_the_page_has_no_snippet_nothing_runs() -> None:
     blocks = re.findall(r"```(\w*)\n.*?```", DOC.read_text(), re.S)
     assert set(blocks) == {"python", "text", "sh"}
     assert len(snippets("sh")) == 1  # the gunicorn command
+
+
+def test_the_cost_command_runs_as_written() -> None:
+    [command] = re.findall(r"\(`(\.venv/bin/python -m benchmarks\.metriccost)`", DOC.read_text())
+    result = subprocess.run(
+        command.split(), cwd=DOC.parents[1], capture_output=True, text=True, timeout=300, check=True
+    )
+    rows = [line.split("  ")[0] for line in result.stdout.splitlines()]
+    assert rows == [
+        "SDK Histogram.record(), 5 attributes",
+        "+ metrics, hooktel (aggregated, default)",
+        "+ metrics, SDK record()",
+    ]
