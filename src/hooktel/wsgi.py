@@ -18,6 +18,7 @@ from ._http import (
     OPERATION_KEY,
     ROUTE_KEY,
     SCANNED_HEADERS,
+    RequestBody,
     begin_http,
     decimal,
     header_pairs,
@@ -71,17 +72,32 @@ def _environ_headers(environ: Environ, capture: HeaderCapture | None) -> list[tu
     return pairs
 
 
-def _path(environ: Environ) -> str:
-    """The path as sent (gunicorn's RAW_URI, waitress' and uWSGI's REQUEST_URI), else decoded."""
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
-    if raw.startswith("/"):
-        return str(raw.partition("?")[0])
+def _target(environ: Environ) -> str:
+    """The request-target as sent, without its query (gunicorn's RAW_URI, waitress' and
+    uWSGI's REQUEST_URI), in any of its forms; else the path the server decoded."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if isinstance(raw, str) and raw:
+        return raw.partition("?")[0]
     return str(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")) or "/"
 
 
-def _peer(environ: Environ, host: str, port: str) -> tuple[str, int] | None:
-    address, number = environ.get(host), decimal(str(environ.get(port, "")))
-    return (address, number) if address and number is not None else None
+def _server(environ: Environ) -> tuple[str, int] | None:
+    address, port = environ.get("SERVER_NAME"), decimal(str(environ.get("SERVER_PORT", "")))
+    return (address, port) if address and port is not None else None
+
+
+def _client(environ: Environ) -> tuple[str, int | None] | None:
+    """The peer; CGI makes REMOTE_PORT optional (wsgiref sets only REMOTE_ADDR)."""
+    address = environ.get("REMOTE_ADDR")
+    return (address, decimal(str(environ.get("REMOTE_PORT", "")))) if address else None
+
+
+def _has_body(environ: Environ) -> bool:
+    return bool(environ.get("HTTP_TRANSFER_ENCODING")) or environ.get("CONTENT_LENGTH") not in (
+        None,
+        "",
+        "0",
+    )
 
 
 class _Request:
@@ -100,14 +116,16 @@ class _Request:
             hooks,
             method=environ.get("REQUEST_METHOD", "GET"),
             scheme=environ.get("wsgi.url_scheme", "http"),
-            path=_path(environ),
+            path=_target(environ),
             query=query,
             headers=_environ_headers(environ, hooks.request_capture),
-            server=_peer(environ, "SERVER_NAME", "SERVER_PORT"),
-            client=_peer(environ, "REMOTE_ADDR", "REMOTE_PORT"),
+            server=_server(environ),
+            client=_client(environ),
             protocol=environ.get("SERVER_PROTOCOL", "").removeprefix("HTTP/"),
         )
         environ[OPERATION_KEY] = self.op.id
+        if _has_body(environ) and "wsgi.input" in environ:
+            environ["wsgi.input"] = RequestBody(environ["wsgi.input"], self.op)
 
     def run(self, app: WSGIApp) -> Iterable[bytes]:
         try:
