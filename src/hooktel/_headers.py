@@ -48,6 +48,12 @@ def unfold(value: str) -> str:
     return _LINE_BREAK.sub(" ", value)
 
 
+def cgi_key(name: str) -> str:
+    """Where CGI (PEP 3333's environ) keeps request header `name`."""
+    key = name.upper().replace("-", "_")
+    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
+
+
 def cap(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit]
 
@@ -67,11 +73,12 @@ class HeaderCapture:
     must be redacted.
     """
 
-    __slots__ = ("keys", "names", "redacted")
+    __slots__ = ("cgi_keys", "keys", "names", "redacted")
 
     def __init__(self, prefix: str, names: Iterable[str]) -> None:
         self.names = tuple(names)
         self.keys = str_and_bytes({name: prefix + name for name in self.names})
+        self.cgi_keys = tuple((cgi_key(name), name) for name in self.names)  # for WSGI
         self.redacted = frozenset(prefix + name for name in self.names if is_sensitive(name))
 
     def collect(

@@ -13,7 +13,15 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ._headers import MAX_HEADER_VALUE, MAX_MESSAGE, MAX_STACKTRACE, MAX_URL, cap, str_and_bytes
+from ._headers import (
+    MAX_HEADER_VALUE,
+    MAX_MESSAGE,
+    MAX_STACKTRACE,
+    MAX_URL,
+    cap,
+    cgi_key,
+    str_and_bytes,
+)
 from ._instrument import Attributes
 from ._registry import Hooks
 from ._traceparent import parse_traceparent
@@ -53,6 +61,8 @@ SCANNED_HEADERS = ("host", "user-agent", "content-length", "traceparent", "trace
 """The request headers `begin_http` reads (besides those the instruments capture)."""
 _HOST, _USER_AGENT, _CONTENT_LENGTH, _TRACEPARENT, _TRACESTATE = range(len(SCANNED_HEADERS))
 _SCANNED = str_and_bytes({name: which for which, name in enumerate(SCANNED_HEADERS)})
+CGI_SCANNED_KEYS = tuple((cgi_key(name), name) for name in SCANNED_HEADERS)
+"""Where WSGI servers keep the scanned headers: (CGI environ key, header name)."""
 
 
 def begin_http(

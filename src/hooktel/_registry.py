@@ -75,12 +75,15 @@ class Hooks:
         "_inject",
         "capture_request_headers",
         "capture_response_headers",
+        "end_hooks",
+        "error_hooks",
         "generate_id",
         "notify_end",
         "notify_error",
         "notify_start",
         "request_capture",
         "response_capture",
+        "start_hooks",
     )
 
     def __init__(self, instruments: list[ValidInstrument]) -> None:
@@ -91,9 +94,13 @@ class Hooks:
                 if hook in inst.hooks
             )
 
-        self.notify_start = _notifier(bound("on_operation_start"), "on_operation_start")
-        self.notify_end = _notifier(bound("on_operation_end"), "on_operation_end")
-        self.notify_error = _notifier(bound("on_operation_error"), "on_operation_error")
+        # (hook, name, version) per instrument: the native core calls these directly.
+        self.start_hooks = bound("on_operation_start")
+        self.end_hooks = bound("on_operation_end")
+        self.error_hooks = bound("on_operation_error")
+        self.notify_start = _notifier(self.start_hooks, "on_operation_start")
+        self.notify_end = _notifier(self.end_hooks, "on_operation_end")
+        self.notify_error = _notifier(self.error_hooks, "on_operation_error")
         self._inject = bound("on_operation_inject")
         self.capture_request_headers = _union(i.capture_request_headers for i in instruments)
         self.capture_response_headers = _union(i.capture_response_headers for i in instruments)

@@ -13,11 +13,11 @@ from typing import Any
 
 from ._headers import HeaderCapture
 from ._http import (
+    CGI_SCANNED_KEYS,
     CLIENT_DISCONNECTED,
     EXCEPTION_KEY,
     OPERATION_KEY,
     ROUTE_KEY,
-    SCANNED_HEADERS,
     RequestBody,
     begin_http,
     decimal,
@@ -48,20 +48,9 @@ class TelemetryMiddleware:
         return _Request(hooks, environ, start_response).run(self.app)
 
 
-def _environ_key(name: str) -> str:
-    """Where PEP 3333 (CGI) keeps request header `name`."""
-    key = name.upper().replace("-", "_")
-    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
-
-
-_SCANNED_KEYS = tuple((_environ_key(name), name) for name in SCANNED_HEADERS)
-
-
 def _environ_headers(environ: Environ, capture: HeaderCapture | None) -> list[tuple[str, str]]:
     """The request headers hooktel reads: looked up by key, not by a pass over the environ."""
-    wanted = _SCANNED_KEYS
-    if capture is not None:
-        wanted += tuple((_environ_key(name), name) for name in capture.names)
+    wanted = CGI_SCANNED_KEYS if capture is None else CGI_SCANNED_KEYS + capture.cgi_keys
     pairs = []
     for key, name in wanted:
         value = environ.get(key)
