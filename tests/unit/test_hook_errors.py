@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import hooktel
 from hooktel import Instrument, InstrumentKind
@@ -407,3 +409,55 @@ def test_inject_returned_mapping_is_copied() -> None:
     headers["x-b"] = "2"
     assert mine == {"x-a": "1"}
     assert inject_now() == {"x-a": "1"}
+
+
+# Headers that frame or route a message (RFC 9110 7.2, 7.6.1; RFC 9112 6; RFC 9113 8.2.2),
+# listed here rather than imported, so a name taken off the list fails a test.
+FRAMING = (
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "http2-settings",
+    "host",
+)
+
+
+@pytest.mark.parametrize("name", FRAMING)
+def test_inject_framing_header_is_dropped_and_logged(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hooktel.attach(injecting("framer", {"x-before": "1", name: "0", "x-after": "2"}))
+    hooktel.attach(injecting("other", {name.upper(): "0", "x-other": "3"}))
+    assert inject_now() == {"x-before": "1", "x-after": "2", "x-other": "3"}
+    lines = error_lines(capsys)
+    assert [line.split(":")[0] for line in lines] == [
+        "[hooktel] Error in on_operation_inject (framer v1)",
+        "[hooktel] Error in on_operation_inject (other v1)",
+    ]
+    assert f"{name!r}" in lines[0] and "frame or route the message" in lines[0]
+
+
+@given(
+    name=st.sampled_from(FRAMING).flatmap(
+        lambda n: st.tuples(*(st.sampled_from([c.lower(), c.upper()]) for c in n)).map("".join)
+    ),
+    value=st.sampled_from(["0", "999", "chunked", "close", "h2c", "example.com", ""]),
+)
+def test_inject_framing_header_in_any_case_is_dropped(name: str, value: str) -> None:
+    with hooktel.attach(injecting("framer", {name: value, "x-kept": "1"})):
+        assert inject_now() == {"x-kept": "1"}
+
+
+def test_inject_framing_and_invalid_headers_are_told_apart(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    hooktel.attach(injecting("mixed", {"Content-Length": "5", "x-bad": "a\nb", "x-ok": "1"}))
+    assert inject_now() == {"x-ok": "1"}
+    [line] = error_lines(capsys)
+    assert "dropped invalid header(s) ['x-bad']" in line
+    assert "dropped header(s) ['Content-Length']: headers that frame or route" in line
