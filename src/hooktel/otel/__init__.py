@@ -69,8 +69,10 @@ class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
         )
         httpserver.instrument()
         frameworks.instrument()
+        frameworks.traced_span = spans.borrowed  # FastAPI's own request span steps aside
 
     def _uninstrument(self, **kwargs: Any) -> None:
         if self._ref is not None:
             detach(self._ref)
             self._ref = None
+            frameworks.traced_span = None

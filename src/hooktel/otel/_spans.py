@@ -22,6 +22,7 @@ from .._headers import REDACTED
 from .._instrument import Attributes
 from .._traceparent import format_traceparent
 from . import _fastpath
+from ._borrowed import BorrowedSpan
 from ._config import Config
 from ._fastpath import FastSpans
 from ._parent import ParentExtractor
@@ -113,6 +114,11 @@ class ServerSpans:
         self._live[op_id] = _Live(span, attrs["operation.timestamp"], token, method)
         if self._config.request_hook is not None:
             self._run_hook("request_hook", self._config.request_hook, span, attrs)
+
+    def borrowed(self, op_id: int) -> BorrowedSpan | None:
+        """The span of operation `op_id` as a framework may hold it; None if not traced."""
+        live = self._live.get(op_id)
+        return BorrowedSpan(live.span) if live is not None else None
 
     def on_inject(self, op_id: int) -> dict[str, str] | None:
         live = self._live.get(op_id)
