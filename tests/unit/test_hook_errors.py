@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
@@ -15,10 +16,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import hooktel
-from hooktel import Instrument, InstrumentKind
+from hooktel import Instrument, InstrumentKind, _errors
 from hooktel._errors import RateLimitedLog
 
 from .helpers import Recorder
+
+# Logging is left unconfigured here, so the lines go to stderr (see `unconfigured_logging`);
+# what a configured logging gets is tested at the end.
+pytestmark = pytest.mark.usefixtures("unconfigured_logging")
 
 LINE = re.compile(r"\[hooktel\] Error in (on_operation_\w+) \((.+) v(.+)\): (\w+): (.*)")
 
@@ -461,3 +466,68 @@ def test_inject_framing_and_invalid_headers_are_told_apart(
     [line] = error_lines(capsys)
     assert "dropped invalid header(s) ['x-bad']" in line
     assert "dropped header(s) ['Content-Length']: headers that frame or route" in line
+
+
+# --- through logging -----------------------------------------------------------------
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_with_logging_configured_lines_go_to_the_hooktel_logger(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = Records()
+    logger = logging.Logger("hooktel")
+    logger.addHandler(handler)
+    monkeypatch.setattr(_errors, "logger", logger)
+    log = RateLimitedLog(limit=2, clock=lambda: 0.0)
+    for i in range(5):
+        log.write(f"line {i}")
+    log.flush()
+    assert [(r.name, r.levelno, r.getMessage()) for r in handler.records] == [
+        ("hooktel", logging.ERROR, "line 0"),
+        ("hooktel", logging.ERROR, "line 1"),
+        ("hooktel", logging.WARNING, "[hooktel] 3 more hook error(s) suppressed (rate limit)"),
+    ]
+    assert capsys.readouterr().err == ""
+
+
+def test_a_silenced_hooktel_logger_writes_nothing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger = logging.Logger("hooktel", level=logging.CRITICAL)
+    monkeypatch.setattr(_errors, "logger", logger)
+    hooktel.attach(Instrument("http", "n", "1", on_operation_start=raising()))
+    hooks = hooktel.native_hooks()
+    assert hooks is not None
+    hooks.notify_start(1, {})
+    assert capsys.readouterr().err == ""
+
+
+def test_a_process_that_configured_logging_gets_its_format(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import logging, sys
+        logging.basicConfig(stream=sys.stdout, format="%(levelname)s %(name)s | %(message)s")
+        import hooktel
+        def broken(op_id, attrs):
+            raise KeyError("http.route")
+        hooktel.attach(hooktel.Instrument("http", "access-log", "1.0", on_operation_end=broken))
+        hooktel.native_hooks().notify_end(1, {})
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.splitlines() == [
+        "ERROR hooktel | [hooktel] Error in on_operation_end (access-log v1.0): "
+        "KeyError: 'http.route'"
+    ]
+    assert result.stderr == ""
