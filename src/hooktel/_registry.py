@@ -27,6 +27,30 @@ from ._instrument import (
 )
 
 MAX_INJECTED_HEADERS = 20
+FRAMING_HEADERS = frozenset(
+    {
+        # RFC 9112 section 6: how the body is delimited.
+        "content-length",
+        "transfer-encoding",
+        # RFC 9110 section 7.6.1: connection-specific fields, and the fields the
+        # HTTP/2 and HTTP/3 mappings forbid for that reason (RFC 9113 section 8.2.2).
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "upgrade",
+        "te",
+        "trailer",
+        "http2-settings",
+        # RFC 9110 section 7.2: where the message is routed.
+        "host",
+    }
+)
+"""Headers that frame or route the message: the server's to write, never an instrument's.
+
+A second `Content-Length` or a `Transfer-Encoding` beside the server's own gives
+the client two conflicting framings (or the server refuses to send); a
+`Connection: close` or an `Upgrade` would change what happens to the connection.
+"""
 _BAD_VALUE = re.compile("[\u0100-\U0010ffff]")  # not latin-1
 
 # One slot per kind; `None` when nothing of that kind is attached. Server hook
@@ -164,14 +188,29 @@ def _merge_injected(headers: dict[str, str], returned: object) -> None:
         raise TypeError(f"returned {type(returned).__name__}, expected a mapping of headers")
     rejected = []
     for key, value in returned.items():
-        if not _valid_header(key, value):
+        if not _valid_header(key, value) or (name := key.lower()) in FRAMING_HEADERS:
             rejected.append(key)
         elif len(headers) < MAX_INJECTED_HEADERS:
-            headers.setdefault(key.lower(), value)
+            headers.setdefault(name, value)
     if rejected:
-        raise ValueError(
-            f"dropped invalid header(s) {rejected!r}: names and values must be str, no CR/LF"
+        raise ValueError(_rejection(rejected))
+
+
+def _rejection(rejected: list[object]) -> str:
+    """Why `rejected` were dropped, for the hook error line."""
+    framing = [k for k in rejected if isinstance(k, str) and k.lower() in FRAMING_HEADERS]
+    invalid = [k for k in rejected if k not in framing]
+    reasons = []
+    if invalid:
+        reasons.append(
+            f"dropped invalid header(s) {invalid!r}: names and values must be str, no CR/LF"
         )
+    if framing:
+        reasons.append(
+            f"dropped header(s) {framing!r}: headers that frame or route the message "
+            "are the server's"
+        )
+    return "; ".join(reasons)
 
 
 def _valid_header(name: object, value: object) -> bool:

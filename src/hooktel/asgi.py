@@ -22,6 +22,7 @@ from ._http import (
     omits_body,
 )
 from ._registry import HOOKS_BY_KIND, Hooks
+from .frameworks import install_notes
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -31,6 +32,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 T = TypeVar("T")
 
 _HTTP = 1  # InstrumentKind.HTTP, as a constant index into HOOKS_BY_KIND
+
+install_notes()  # frameworks tell the route and the exceptions they answer through the scope
 
 
 class TelemetryMiddleware:
@@ -183,13 +186,11 @@ class _Request:
         return {**message, "headers": [*headers, *extra]}
 
     def _note_route(self) -> None:
-        scope = self.scope
         # The first route seen wins: routers may undo theirs later.
-        if self.op.route is not None or ("route" not in scope and ROUTE_KEY not in scope):
-            return
-        route = scope.get(ROUTE_KEY) or _starlette_route(scope)
-        if isinstance(route, str):
-            self.op.route = route
+        if self.op.route is None:
+            route = self.scope.get(ROUTE_KEY)
+            if isinstance(route, str):
+                self.op.route = route
 
 
 def _dropped_for_a_gone_client(send: Send) -> bool:
@@ -199,28 +200,3 @@ def _dropped_for_a_gone_client(send: Send) -> bool:
     quietly instead, and flags its request cycle (the object `send` is bound to).
     """
     return getattr(getattr(send, "__self__", None), "disconnected", False) is True
-
-
-def _starlette_route(scope: Scope) -> str | None:
-    """The matched Starlette route's template, after the paths of the `Mount`s above it.
-
-    Starlette's router keeps the innermost route in `scope["route"]` and adds
-    each mount's path to `root_path`; `app_root_path` is the root path before them.
-    FastAPI's included routers keep the route as declared (without the prefixes)
-    there, and the whole template in their effective route context.
-    """
-    fastapi = scope.get("fastapi")
-    effective = fastapi.get("effective_route_context") if isinstance(fastapi, dict) else None
-    path = getattr(effective, "path_format", None)
-    if not isinstance(path, str):
-        path = getattr(scope.get("route"), "path", None)
-    if not isinstance(path, str):
-        return None
-    root_path = scope.get("root_path") or ""
-    app_root_path = scope.get("app_root_path", root_path)
-    mounted = (
-        isinstance(root_path, str)
-        and isinstance(app_root_path, str)
-        and root_path.startswith(app_root_path)
-    )
-    return root_path[len(app_root_path) :] + path if mounted else path

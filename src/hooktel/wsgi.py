@@ -25,6 +25,7 @@ from ._http import (
     omits_body,
 )
 from ._registry import HOOKS_BY_KIND, Hooks
+from .frameworks import install_notes
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 Environ = dict[str, Any]
@@ -33,6 +34,8 @@ StartResponse = Callable[..., Write]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _HTTP = 1  # InstrumentKind.HTTP, as a constant index into HOOKS_BY_KIND
+
+install_notes()  # frameworks tell the route and the exceptions they answer through the environ
 
 
 class TelemetryMiddleware:
@@ -152,11 +155,7 @@ class _Request:
             self.op.body_size += len(data)
 
     def note_route(self) -> None:
-        environ = self.environ
-        route = environ.get(ROUTE_KEY)
-        if route is None:  # Flask/Werkzeug keep the request, and its matched rule, here
-            request = environ.get("werkzeug.request")
-            route = getattr(getattr(request, "url_rule", None), "rule", None)
+        route = self.environ.get(ROUTE_KEY)
         if isinstance(route, str):
             self.op.route = route
 

@@ -33,6 +33,8 @@ from typing import Any, TextIO
 import hooktel
 
 EVENTS_ENV = "HOOKTEL_TEST_EVENTS"
+INJECT_ENV = "HOOKTEL_TEST_INJECT"
+"""A JSON object of extra headers `primary` returns from its inject hook (after its own)."""
 TAG_HEADER = "x-test-id"
 RAISE_HEADER = "x-test-raise-hook"
 CAPTURE_REQUEST = (
@@ -140,9 +142,13 @@ def attach_from_env() -> None:
     if not path:
         return
     out = _out = JsonLines(path)
+    extra = json.loads(os.environ.get(INJECT_ENV) or "{}")
     hooktel.attach(
         recording_instrument(
-            out, "primary", "1.0", {"x-hooktel-op": "{op_id}", "x-injected-by": "primary"}
+            out,
+            "primary",
+            "1.0",
+            {"x-hooktel-op": "{op_id}", "x-injected-by": "primary", **extra},
         )
     )
     hooktel.attach(

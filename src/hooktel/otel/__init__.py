@@ -36,8 +36,10 @@ class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
     `instrument()` options: `tracer_provider`, `capture_request_headers`,
     `capture_response_headers`, `excluded_urls`, `response_propagation`
     (`"traceparent"`, `"traceresponse"`, `"server-timing"` or `None`),
-    `request_hook(span, attributes)` and `response_hook(span, attributes)`.
-    It also installs the hook points of `http.server` and of the frameworks
+    `request_hook(span, attributes)` and `response_hook(span, attributes)`;
+    contrib's option names where hooktel can honour them, and one warning
+    naming each option it cannot (see `_config`). It also installs the hook
+    points of `http.server` and of the frameworks
     `hooktel.frameworks` knows (Starlette/FastAPI, Flask, Django); any other
     ASGI or WSGI app is wrapped in `hooktel.asgi` / `hooktel.wsgi`
     `TelemetryMiddleware`.
@@ -69,8 +71,10 @@ class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
         )
         httpserver.instrument()
         frameworks.instrument()
+        frameworks.traced_span = spans.borrowed  # FastAPI's own request span steps aside
 
     def _uninstrument(self, **kwargs: Any) -> None:
         if self._ref is not None:
             detach(self._ref)
             self._ref = None
+            frameworks.traced_span = None

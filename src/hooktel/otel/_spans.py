@@ -22,9 +22,11 @@ from .._headers import REDACTED
 from .._instrument import Attributes
 from .._traceparent import format_traceparent
 from . import _fastpath
+from ._borrowed import BorrowedSpan
 from ._config import Config
 from ._fastpath import FastSpans
 from ._parent import ParentExtractor
+from ._semconv import with_old_names
 
 # Keys that exist for instruments, not for spans: the span has its own ids and
 # timestamps, and url.full is a client-span attribute.
@@ -67,6 +69,7 @@ class ServerSpans:
         self._name = name
         self._version = version
         self._live: dict[int, _Live] = {}
+        self._old_names = config.old_names
         self._fast_enabled = _fastpath.enabled()
         self._fast: FastSpans | None = None
         self._parents = ParentExtractor(get_global_textmap)
@@ -113,6 +116,11 @@ class ServerSpans:
         self._live[op_id] = _Live(span, attrs["operation.timestamp"], token, method)
         if self._config.request_hook is not None:
             self._run_hook("request_hook", self._config.request_hook, span, attrs)
+
+    def borrowed(self, op_id: int) -> BorrowedSpan | None:
+        """The span of operation `op_id` as a framework may hold it; None if not traced."""
+        live = self._live.get(op_id)
+        return BorrowedSpan(live.span) if live is not None else None
 
     def on_inject(self, op_id: int) -> dict[str, str] | None:
         live = self._live.get(op_id)
@@ -167,12 +175,14 @@ class ServerSpans:
     def _span_attributes(self, attrs: Attributes) -> dict[str, Any]:
         skip, sanitized = self._skip, self._sanitized
         if not sanitized:
-            return {key: value for key, value in attrs.items() if key not in skip}
-        return {
-            key: ((REDACTED,) if key in sanitized else value)
-            for key, value in attrs.items()
-            if key not in skip
-        }
+            span_attrs = {key: value for key, value in attrs.items() if key not in skip}
+        else:
+            span_attrs = {
+                key: ((REDACTED,) if key in sanitized else value)
+                for key, value in attrs.items()
+                if key not in skip
+            }
+        return with_old_names(span_attrs, attrs) if self._old_names else span_attrs
 
     def _run_hook(self, which: str, hook: Any, span: trace.Span, attrs: Mapping[str, Any]) -> None:
         try:
