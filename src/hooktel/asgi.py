@@ -21,6 +21,7 @@ from ._http import (
     header_pairs,
     omits_body,
 )
+from ._native import core
 from ._registry import HOOKS_BY_KIND, Hooks
 from .frameworks import install_notes
 
@@ -200,3 +201,12 @@ def _dropped_for_a_gone_client(send: Send) -> bool:
     quietly instead, and flags its request cycle (the object `send` is bound to).
     """
     return getattr(getattr(send, "__self__", None), "disconnected", False) is True
+
+
+PythonTelemetryMiddleware = TelemetryMiddleware
+"""The pure-Python middleware: the specification the compiled one is tested against."""
+if core is not None:
+    # Servers tell an ASGI 3 app by `__call__` being a coroutine function: the compiled
+    # class shows the twin's, while calls go to its C implementation.
+    core.mark_coroutine_call(core.AsgiMiddleware, PythonTelemetryMiddleware.__call__)
+    TelemetryMiddleware = core.AsgiMiddleware  # type: ignore[misc]

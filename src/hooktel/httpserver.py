@@ -15,9 +15,12 @@ from typing import Any
 
 from ._headers import unfold
 from ._http import CLIENT_DISCONNECTED, HttpOperation, RequestBody, begin_http
+from ._native import core
 from ._registry import HOOKS_BY_KIND, Hooks
 
 _HTTP = 1  # InstrumentKind.HTTP, as a constant index into HOOKS_BY_KIND
+# The attributes and the lifecycle come from the native core where it runs.
+_begin_http = begin_http if core is None else core.begin_http
 _original: Callable[[BaseHTTPRequestHandler], None] | None = None
 
 
@@ -131,7 +134,7 @@ class _Request:
         target = handler.path if isinstance(getattr(handler, "path", None), str) else ""
         path, _, query = target.partition("?")
         headers = getattr(handler, "headers", None)
-        return begin_http(
+        return _begin_http(
             self.hooks,
             method=getattr(handler, "command", None) or "",
             scheme="https" if hasattr(handler.connection, "getpeercert") else "http",

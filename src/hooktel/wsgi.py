@@ -24,6 +24,7 @@ from ._http import (
     header_pairs,
     omits_body,
 )
+from ._native import core
 from ._registry import HOOKS_BY_KIND, Hooks
 from .frameworks import install_notes
 
@@ -207,3 +208,9 @@ class _Response:
                     op.complete(request.environ.get(EXCEPTION_KEY))
                 else:
                     op.fail(CLIENT_DISCONNECTED, "response closed before it was fully sent")
+
+
+PythonTelemetryMiddleware = TelemetryMiddleware
+"""The pure-Python middleware: the specification the compiled one is tested against."""
+if core is not None:
+    TelemetryMiddleware = core.WsgiMiddleware  # type: ignore[misc]

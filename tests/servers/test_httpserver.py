@@ -122,5 +122,5 @@ def test_status_codes_are_plain_ints() -> None:
         server.server_close()
         if not was_installed:
             hooktel.httpserver.uninstrument()
-    assert statuses == [202, 400]
+    assert sorted(statuses) == [202, 400]  # type: ignore[type-var]
     assert [type(status) for status in statuses] == [int, int]
