@@ -47,6 +47,98 @@ current_hooks(CoreState *state)
     return hooks == Py_None ? NULL : hooks;
 }
 
+static void
+snapshot_clear(Snapshot *snapshot)
+{
+    Py_CLEAR(snapshot->hooks);
+    Py_CLEAR(snapshot->start_hooks);
+    Py_CLEAR(snapshot->end_hooks);
+    Py_CLEAR(snapshot->error_hooks);
+    Py_CLEAR(snapshot->inject_hooks);
+    Py_CLEAR(snapshot->request_capture);
+    Py_CLEAR(snapshot->response_capture);
+    Py_CLEAR(snapshot->generate_id);
+}
+
+/* The fields of `hooks`: read once per Hooks object (attach and detach make a new one).
+ * Borrowed: valid until Python code runs, so callers take references of what they keep. */
+Snapshot *
+snapshot_of(CoreState *state, PyObject *hooks)
+{
+    if (state->snapshot.hooks == hooks) {
+        return &state->snapshot;
+    }
+    Snapshot fresh = {Py_NewRef(hooks)};
+    fresh.start_hooks = PyObject_GetAttr(hooks, state->s_start_hooks);
+    fresh.end_hooks = fresh.start_hooks ? PyObject_GetAttr(hooks, state->s_end_hooks) : NULL;
+    fresh.error_hooks = fresh.end_hooks ? PyObject_GetAttr(hooks, state->s_error_hooks) : NULL;
+    fresh.inject_hooks = fresh.error_hooks ? PyObject_GetAttr(hooks, state->s_inject_hooks) : NULL;
+    fresh.request_capture =
+        fresh.inject_hooks ? PyObject_GetAttr(hooks, state->s_request_capture) : NULL;
+    fresh.response_capture =
+        fresh.request_capture ? PyObject_GetAttr(hooks, state->s_response_capture) : NULL;
+    fresh.generate_id = fresh.response_capture ? PyObject_GetAttr(hooks, state->s_generate_id) : NULL;
+    if (fresh.generate_id == NULL || !PyTuple_Check(fresh.start_hooks) ||
+        !PyTuple_Check(fresh.end_hooks) || !PyTuple_Check(fresh.error_hooks) ||
+        !PyTuple_Check(fresh.inject_hooks)) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "Hooks: the *_hooks fields must be tuples");
+        }
+        snapshot_clear(&fresh);
+        return NULL;
+    }
+    Snapshot old = state->snapshot;
+    state->snapshot = fresh;
+    snapshot_clear(&old); /* may run Python code (a finalizer): after the swap */
+    return &state->snapshot;
+}
+
+PyObject *
+optional_attr(PyObject *obj, PyObject *name)
+{
+    PyObject *value;
+#if PY_VERSION_HEX >= 0x030D0000
+    if (PyObject_GetOptionalAttr(obj, name, &value) < 0) {
+#else
+    if (_PyObject_LookupAttr(obj, name, &value) < 0) {
+#endif
+        return NULL;
+    }
+    return value;
+}
+
+PyObject *
+text_join(PyObject *const *parts, Py_ssize_t count)
+{
+    Py_ssize_t length = 0;
+    Py_UCS4 widest = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        length += PyUnicode_GET_LENGTH(parts[i]);
+        Py_UCS4 max = PyUnicode_MAX_CHAR_VALUE(parts[i]);
+        widest = max > widest ? max : widest;
+    }
+    PyObject *text = PyUnicode_New(length, widest);
+    if (text == NULL) {
+        return NULL;
+    }
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t part = PyUnicode_GET_LENGTH(parts[i]);
+        if (PyUnicode_CopyCharacters(text, at, parts[i], 0, part) < 0) {
+            Py_DECREF(text);
+            return NULL;
+        }
+        at += part;
+    }
+    return text;
+}
+
+PyObject *
+new_presized_dict(Py_ssize_t size)
+{
+    return _PyDict_NewPresized(size); /* no resizing while the attributes go in */
+}
+
 /* ---------------------------------------------------------------- small twins */
 
 static const char HEX[] = "0123456789abcdef";
@@ -148,6 +240,7 @@ configure(PyObject *module, PyObject *args, PyObject *options)
         object_option(options, "format_exception", &state->format_exception) < 0 ||
         object_option(options, "known_methods", &state->known_methods) < 0 ||
         object_option(options, "header_pairs", &state->header_pairs) < 0 ||
+        object_option(options, "merge_injected", &state->merge_injected) < 0 ||
         object_option(options, "cgi_scanned_keys", &state->cgi_scanned_keys) < 0 ||
         object_option(options, "redacted", &state->redacted) < 0 ||
         size_option(options, "max_header_value", &state->max_header_value) < 0 ||
@@ -218,6 +311,7 @@ static int
 core_exec(PyObject *module)
 {
     CoreState *state = PyModule_GetState(module);
+    init_char_classes();
 #define MAKE_STRING(name, text)                                                \
     if ((state->name = PyUnicode_InternFromString(text)) == NULL) {            \
         return -1;                                                             \
@@ -242,7 +336,10 @@ core_exec(PyObject *module)
     X(asgi_request_type) X(step_type) X(wsgi_middleware_type)                  \
     X(wsgi_request_type) X(wsgi_response_type) X(hooks_by_kind)                \
     X(report_hook_error) X(format_exception) X(known_methods) X(header_pairs)  \
-    X(cgi_scanned_keys) X(redacted)
+    X(merge_injected) X(cgi_scanned_keys) X(redacted) X(snapshot.hooks)        \
+    X(snapshot.start_hooks) X(snapshot.end_hooks) X(snapshot.error_hooks)      \
+    X(snapshot.inject_hooks) X(snapshot.request_capture)                       \
+    X(snapshot.response_capture) X(snapshot.generate_id)
 
 static int
 core_traverse(PyObject *module, visitproc visit, void *arg)

@@ -48,6 +48,11 @@
     X(s_other, "_OTHER")                                                       \
     X(s_empty, "")                                                             \
     X(s_slash, "/")                                                            \
+    X(s_scheme_separator, "://")                                               \
+    X(s_question_mark, "?")                                                    \
+    X(s_colon, ":")                                                            \
+    X(s_open_bracket, "[")                                                     \
+    X(s_close_bracket_colon, "]:")                                             \
     X(s_star, "*")                                                             \
     X(s_http, "http")                                                          \
     X(s_https, "https")                                                        \
@@ -58,10 +63,11 @@
     X(s_on_start, "on_operation_start")                                        \
     X(s_on_end, "on_operation_end")                                            \
     X(s_on_error, "on_operation_error")                                        \
-    X(s_notify_inject, "notify_inject")                                        \
+    X(s_on_inject, "on_operation_inject")                                      \
     X(s_start_hooks, "start_hooks")                                            \
     X(s_end_hooks, "end_hooks")                                                \
     X(s_error_hooks, "error_hooks")                                            \
+    X(s_inject_hooks, "inject_hooks")                                          \
     X(s_generate_id, "generate_id")                                            \
     X(s_request_capture, "request_capture")                                    \
     X(s_response_capture, "response_capture")                                  \
@@ -119,6 +125,15 @@
     X(s_client_gone_message, "client disconnected before the response was complete") \
     X(s_closed_early, "response closed before it was fully sent")
 
+/* What the core reads from a `Hooks` snapshot (_registry.Hooks), read once per snapshot:
+ * attach and detach make a new one, so the fields of the last one seen are kept here. */
+typedef struct {
+    PyObject *hooks; /* the Hooks object they were read from */
+    PyObject *start_hooks, *end_hooks, *error_hooks, *inject_hooks; /* ((hook, name, version),) */
+    PyObject *request_capture, *response_capture; /* HeaderCapture, or None */
+    PyObject *generate_id;
+} Snapshot;
+
 typedef struct {
     PyTypeObject *operation_type;
     PyTypeObject *request_body_type;
@@ -134,10 +149,12 @@ typedef struct {
     PyObject *format_exception;  /* traceback.format_exception */
     PyObject *known_methods;     /* _http.KNOWN_METHODS (a frozenset) */
     PyObject *header_pairs;      /* _http.header_pairs */
+    PyObject *merge_injected;    /* _registry.merge_injected */
     PyObject *cgi_scanned_keys;  /* wsgi._SCANNED_KEYS: ((cgi key, header name), ...) */
     Py_ssize_t max_header_value, max_url, max_message, max_stacktrace, max_host,
         max_tracestate;
     PyObject *redacted;          /* _headers.REDACTED */
+    Snapshot snapshot;           /* of the last Hooks object seen */
 #define DECLARE_STRING(name, text) PyObject *name;
     CORE_STRINGS(DECLARE_STRING)
 #undef DECLARE_STRING
@@ -150,6 +167,7 @@ typedef struct {
     PyObject_HEAD
     CoreState *state;
     PyObject *hooks;            /* the Hooks snapshot the request started with */
+    PyObject *end_hooks, *error_hooks, *inject_hooks, *response_capture; /* read from it */
     PyObject *id;               /* int */
     int64_t began_ns;           /* CLOCK_MONOTONIC */
     char injected;
@@ -197,6 +215,10 @@ int64_t monotonic_ns(void);
 int64_t wall_clock_ns(void);
 int core_configured(CoreState *state);
 PyObject *current_hooks(CoreState *state); /* borrowed; NULL (no error) when none */
+Snapshot *snapshot_of(CoreState *state, PyObject *hooks); /* valid until Python code runs */
+PyObject *optional_attr(PyObject *obj, PyObject *name); /* new ref; NULL, no error: absent */
+PyObject *text_join(PyObject *const *parts, Py_ssize_t count); /* "".join(parts) of str */
+PyObject *new_presized_dict(Py_ssize_t size);
 
 /* _core_attributes.c */
 typedef struct {
@@ -213,11 +235,13 @@ PyObject *core_parse_traceparent(PyObject *module, PyObject *value);
 PyObject *collect_headers(CoreState *state, PyObject *capture, PyObject *headers);
 PyObject *latin1_text(PyObject *value); /* new ref: str as is, bytes decoded */
 int decimal_value(PyObject *text, long *value);
+void init_char_classes(void);
 
 /* _core_operation.c */
 extern PyType_Spec operation_spec;
 extern PyType_Spec request_body_spec;
-Operation *operation_new(CoreState *state, PyObject *hooks);
+Operation *operation_new(CoreState *state, PyObject *hooks, PyObject **start_hooks,
+                         PyObject **request_capture);
 PyObject *operation_inject(Operation *op);            /* new ref: dict */
 int operation_respond(Operation *op, long status, PyObject *headers);
 int operation_end(Operation *op);

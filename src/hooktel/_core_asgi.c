@@ -58,17 +58,6 @@ mapping_get(PyObject *mapping, PyObject *key)
     return value;
 }
 
-/* getattr(obj, name, None): a new reference, or NULL with no error when absent. */
-static PyObject *
-optional_attr(PyObject *obj, PyObject *name)
-{
-    PyObject *value = PyObject_GetAttr(obj, name);
-    if (value == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
-        PyErr_Clear();
-    }
-    return value;
-}
-
 static int
 text_equals(PyObject *value, PyObject *text)
 {
@@ -585,9 +574,8 @@ start_response(AsgiRequest *request, PyObject *message)
     }
     PyObject *status_object = PyObject_GetItem(message, state->s_status);
     PyObject *method = status_object ? PyObject_GetItem(request->scope, state->s_scope_method) : NULL;
-    PyObject *capture = method ? PyObject_GetAttr(op->hooks, state->s_response_capture) : NULL;
     PyObject *pairs = NULL, *injected = NULL, *result = NULL;
-    if (capture == NULL) {
+    if (method == NULL) {
         goto done;
     }
     long status = 0;
@@ -597,12 +585,8 @@ start_response(AsgiRequest *request, PyObject *message)
             goto done;
         }
     }
-    int wanted = PyObject_IsTrue(capture);
-    if (wanted < 0) {
-        goto done;
-    }
     pairs = PyTuple_New(0);
-    if (wanted && pairs != NULL && headers != NULL) {
+    if (op->response_capture != Py_None && pairs != NULL && headers != NULL) {
         Py_SETREF(pairs, PyObject_CallOneArg(state->header_pairs, headers));
     }
     if (pairs == NULL || operation_respond(op, status, pairs) < 0) {
@@ -644,7 +628,6 @@ done:
     Py_XDECREF(headers);
     Py_XDECREF(status_object);
     Py_XDECREF(method);
-    Py_XDECREF(capture);
     Py_XDECREF(pairs);
     Py_XDECREF(injected);
     return result;
@@ -783,6 +766,16 @@ PyType_Spec asgi_request_spec = {
     .slots = asgi_request_slots,
 };
 
+/* value.decode("latin-1"): bytes decoded directly; anything else asked to decode itself. */
+static PyObject *
+bytes_as_latin1(PyObject *value)
+{
+    if (PyBytes_CheckExact(value)) {
+        return PyUnicode_DecodeLatin1(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), NULL);
+    }
+    return PyObject_CallMethod(value, "decode", "s", "latin-1");
+}
+
 /* Twin of _Request._begin: the start attributes from the scope. */
 static Operation *
 begin_from_scope(CoreState *state, PyObject *hooks, PyObject *scope)
@@ -806,14 +799,13 @@ begin_from_scope(CoreState *state, PyObject *hooks, PyObject *scope)
     if (use_raw < 0) {
         goto done;
     }
-    path = use_raw ? PyObject_CallMethod(raw_path, "decode", "s", "latin-1")
-                   : PyObject_GetItem(scope, state->s_path);
+    path = use_raw ? bytes_as_latin1(raw_path) : PyObject_GetItem(scope, state->s_path);
     query_string = mapping_get(scope, state->s_query_string);
     if (path == NULL || (query_string == NULL && PyErr_Occurred())) {
         goto done;
     }
     query = query_string == NULL ? Py_NewRef(state->s_empty)
-                                 : PyObject_CallMethod(query_string, "decode", "s", "latin-1");
+                                 : bytes_as_latin1(query_string);
     headers = PyObject_GetItem(scope, state->s_headers);
     server = mapping_get(scope, state->s_server);
     if (query == NULL || headers == NULL || (server == NULL && PyErr_Occurred())) {

@@ -69,21 +69,48 @@ decimal_object(PyObject *text)
     return PyLong_FromUnicodeObject(text, 10); /* a huge Content-Length, exactly */
 }
 
-static int
-is_in(Py_UCS4 c, const char *allowed)
+/* The ASCII character classes of RFC 3986 the parsers need, as bits of one table. */
+enum {
+    C_ALNUM = 1,   /* A-Z a-z 0-9 */
+    C_REGNAME = 2, /* _http._REG_NAME: alnum and -._~!$&'()*+,;=% */
+    C_IPV6 = 4,    /* _http._IPV6_LITERAL: alnum and -._~:% */
+    C_SCHEME = 8,  /* _http._SCHEME after its first letter: alnum and +-. */
+    C_OWS = 16,    /* space and tab */
+};
+
+static unsigned char CHAR_CLASS[128];
+
+static void
+set_class(const char *chars, unsigned char bits)
 {
-    return c < 128 && c != 0 && strchr(allowed, (int)c) != NULL;
+    for (const char *c = chars; *c; c++) {
+        CHAR_CLASS[(unsigned char)*c] |= bits;
+    }
+}
+
+void
+init_char_classes(void)
+{
+    for (int c = 0; c < 128; c++) {
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+            CHAR_CLASS[c] = C_ALNUM | C_REGNAME | C_IPV6 | C_SCHEME;
+        }
+    }
+    set_class("-._~!$&'()*+,;=%", C_REGNAME);
+    set_class("-._~:%", C_IPV6);
+    set_class("+-.", C_SCHEME);
+    set_class(" \t", C_OWS);
 }
 
 static int
-is_alnum(Py_UCS4 c)
+in_class(Py_UCS4 c, unsigned char bits)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    return c < 128 && (CHAR_CLASS[c] & bits) != 0;
 }
 
-/* Every character of text[start:end] is ASCII alnum or in `extra`, and there is one. */
+/* Every character of text[start:end] is in the class `bits`, and there is one. */
 static int
-all_chars(PyObject *text, Py_ssize_t start, Py_ssize_t end, const char *extra)
+all_chars(PyObject *text, Py_ssize_t start, Py_ssize_t end, unsigned char bits)
 {
     if (end <= start) {
         return 0;
@@ -91,8 +118,7 @@ all_chars(PyObject *text, Py_ssize_t start, Py_ssize_t end, const char *extra)
     int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
     for (Py_ssize_t i = start; i < end; i++) {
-        Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        if (!is_alnum(c) && !is_in(c, extra)) {
+        if (!in_class(PyUnicode_READ(kind, data, i), bits)) {
             return 0;
         }
     }
@@ -110,7 +136,7 @@ is_scheme(PyObject *text, Py_ssize_t end)
     if (!((first >= 'a' && first <= 'z') || (first >= 'A' && first <= 'Z'))) {
         return 0;
     }
-    return end == 1 || all_chars(text, 1, end, "+-.");
+    return end == 1 || all_chars(text, 1, end, C_SCHEME);
 }
 
 static int
@@ -152,10 +178,10 @@ parse_traceparent(PyObject *raw, PyObject **trace_id, PyObject **span_id, long *
     Py_ssize_t start = 0, end = PyUnicode_GET_LENGTH(raw);
     int kind = PyUnicode_KIND(raw);
     const void *data = PyUnicode_DATA(raw);
-    while (start < end && is_in(PyUnicode_READ(kind, data, start), " \t")) {
+    while (start < end && in_class(PyUnicode_READ(kind, data, start), C_OWS)) {
         start++;
     }
-    while (end > start && is_in(PyUnicode_READ(kind, data, end - 1), " \t")) {
+    while (end > start && in_class(PyUnicode_READ(kind, data, end - 1), C_OWS)) {
         end--;
     }
     Py_ssize_t length = end - start;
@@ -232,7 +258,7 @@ split_host(CoreState *state, PyObject *host, PyObject *scheme)
             Py_RETURN_NONE;
         }
         port_start = close + 2;
-        valid = all_chars(host, address_start, address_end, "-._~:%") &&
+        valid = all_chars(host, address_start, address_end, C_IPV6) &&
                 PyUnicode_FindChar(host, ':', address_start, address_end, 1) >= 0;
     }
     else {
@@ -243,7 +269,7 @@ split_host(CoreState *state, PyObject *host, PyObject *scheme)
         address_start = 0;
         address_end = colon < 0 ? length : colon;
         port_start = colon < 0 ? length : colon + 1;
-        valid = all_chars(host, address_start, address_end, "-._~!$&'()*+,;=%");
+        valid = all_chars(host, address_start, address_end, C_REGNAME);
     }
     if (!valid || address_end - address_start > state->max_host) {
         Py_RETURN_NONE;
@@ -275,10 +301,11 @@ split_host(CoreState *state, PyObject *host, PyObject *scheme)
         }
     }
     PyObject *address = PyUnicode_Substring(host, address_start, address_end);
-    if (address == NULL) {
-        return NULL;
-    }
-    return Py_BuildValue("(Nl)", address, port);
+    PyObject *number = address ? PyLong_FromLong(port) : NULL;
+    PyObject *pair = number ? PyTuple_Pack(2, address, number) : NULL;
+    Py_XDECREF(address);
+    Py_XDECREF(number);
+    return pair;
 }
 
 /* Twin of _http._authority: `host:port` of the listening socket, `[v6]:port`, or
@@ -298,11 +325,20 @@ socket_authority(CoreState *state, PyObject *server)
         Py_DECREF(address);
         return NULL;
     }
-    int is_v6 = PyUnicode_Check(address) &&
-                PyUnicode_FindChar(address, ':', 0, PyUnicode_GET_LENGTH(address), 1) >= 0;
-    PyObject *result = PyUnicode_FromFormat(is_v6 ? "[%S]:%S" : "%S:%S", address, port);
+    PyObject *address_text = PyObject_Str(address);
+    PyObject *port_text = address_text ? PyObject_Str(port) : NULL;
     Py_DECREF(address);
     Py_DECREF(port);
+    if (port_text == NULL) {
+        Py_XDECREF(address_text);
+        return NULL;
+    }
+    int is_v6 = PyUnicode_FindChar(address_text, ':', 0, PyUnicode_GET_LENGTH(address_text), 1) >= 0;
+    PyObject *v6[5] = {state->s_open_bracket, address_text, state->s_close_bracket_colon, port_text};
+    PyObject *v4[3] = {address_text, state->s_colon, port_text};
+    PyObject *result = is_v6 ? text_join(v6, 4) : text_join(v4, 3);
+    Py_DECREF(address_text);
+    Py_DECREF(port_text);
     return result;
 }
 
@@ -602,12 +638,7 @@ other_form(CoreState *state, RequestFields *f, PyObject *host, PyObject **url_pa
 {
     PyObject *target = f->path;
     Py_ssize_t length = PyUnicode_GET_LENGTH(target);
-    PyObject *separator = PyUnicode_FromString("://");
-    if (separator == NULL) {
-        return -1;
-    }
-    Py_ssize_t scheme_end = PyUnicode_Find(target, separator, 0, length, 1);
-    Py_DECREF(separator);
+    Py_ssize_t scheme_end = PyUnicode_Find(target, state->s_scheme_separator, 0, length, 1);
     if (scheme_end == -2) {
         return -1;
     }
@@ -694,13 +725,14 @@ begin_http(CoreState *state, PyObject *hooks, RequestFields *f)
         PyErr_SetString(PyExc_TypeError, "method, scheme, path, query and protocol must be str");
         return NULL;
     }
-    Operation *op = operation_new(state, hooks);
+    PyObject *start_hooks = NULL, *capture = NULL;
+    Operation *op = operation_new(state, hooks, &start_hooks, &capture);
     if (op == NULL) {
         return NULL;
     }
     int known = PySet_Contains(state->known_methods, f->method);
     timestamp = PyLong_FromLongLong(wall_clock_ns());
-    attrs = PyDict_New();
+    attrs = new_presized_dict(16);
     if (known < 0 || timestamp == NULL || attrs == NULL ||
         PyDict_SetItem(attrs, state->s_operation_id, op->id) < 0 ||
         PyDict_SetItem(attrs, state->s_operation_timestamp, timestamp) < 0 ||
@@ -748,15 +780,12 @@ begin_http(CoreState *state, PyObject *hooks, RequestFields *f)
         set_pair(attrs, address, state->s_server_address, state->s_server_port, 0) < 0) {
         goto error;
     }
-    uri = PyUnicode_FromFormat("%U://%U%U", uri_scheme, authority, uri_path);
+    int with_query = PyUnicode_GET_LENGTH(f->query) > 0 && PyUnicode_GET_LENGTH(uri_path) > 0;
+    PyObject *parts[6] = {uri_scheme, state->s_scheme_separator, authority, uri_path,
+                          state->s_question_mark, f->query};
+    uri = text_join(parts, with_query ? 6 : 4);
     if (uri == NULL) {
         goto error;
-    }
-    if (PyUnicode_GET_LENGTH(f->query) > 0 && PyUnicode_GET_LENGTH(uri_path) > 0) {
-        Py_SETREF(uri, PyUnicode_FromFormat("%U?%U", uri, f->query));
-        if (uri == NULL) {
-            goto error;
-        }
     }
     if (set_capped(attrs, state->s_url_full, uri, state->max_url) < 0) {
         goto error;
@@ -772,31 +801,15 @@ begin_http(CoreState *state, PyObject *hooks, RequestFields *f)
     if (scan.traceparent != NULL && add_parent(state, attrs, &scan) < 0) {
         goto error;
     }
-    PyObject *capture = PyObject_GetAttr(hooks, state->s_request_capture);
-    if (capture == NULL) {
-        goto error;
-    }
-    int wanted = PyObject_IsTrue(capture);
-    if (wanted > 0) {
+    if (capture != Py_None) {
         PyObject *found = collect_headers(state, capture, f->headers);
         if (found == NULL || PyDict_Update(attrs, found) < 0) {
             Py_XDECREF(found);
-            Py_DECREF(capture);
             goto error;
         }
         Py_DECREF(found);
     }
-    Py_DECREF(capture);
-    if (wanted < 0) {
-        goto error;
-    }
-    PyObject *start_hooks = PyObject_GetAttr(hooks, state->s_start_hooks);
-    if (start_hooks == NULL) {
-        goto error;
-    }
-    int notified = notify(state, start_hooks, state->s_on_start, op->id, attrs);
-    Py_DECREF(start_hooks);
-    if (notified < 0) {
+    if (notify(state, start_hooks, state->s_on_start, op->id, attrs) < 0) {
         goto error;
     }
     Py_DECREF(attrs);
@@ -807,9 +820,13 @@ begin_http(CoreState *state, PyObject *hooks, RequestFields *f)
     Py_DECREF(uri_scheme);
     Py_DECREF(authority);
     Py_DECREF(uri);
+    Py_DECREF(start_hooks);
+    Py_DECREF(capture);
     scanned_clear(&scan);
     return op;
 error:
+    Py_XDECREF(start_hooks);
+    Py_XDECREF(capture);
     Py_XDECREF(attrs);
     Py_XDECREF(timestamp);
     Py_XDECREF(address);

@@ -45,35 +45,31 @@ notify(CoreState *state, PyObject *hooks_tuple, PyObject *event, PyObject *op_id
     return 0;
 }
 
-static int
-notify_named(Operation *op, PyObject *which, PyObject *event, PyObject *attrs)
-{
-    PyObject *hooks_tuple = PyObject_GetAttr(op->hooks, which);
-    if (hooks_tuple == NULL) {
-        return -1;
-    }
-    int result = notify(op->state, hooks_tuple, event, op->id, attrs);
-    Py_DECREF(hooks_tuple);
-    return result;
-}
-
 /* ---------------------------------------------------------------- the lifecycle */
 
+/* A new operation of `hooks`, with the start hooks and the request capture (new
+ * references) for begin_http. */
 Operation *
-operation_new(CoreState *state, PyObject *hooks)
+operation_new(CoreState *state, PyObject *hooks, PyObject **start_hooks,
+              PyObject **request_capture)
 {
-    PyObject *id = PyObject_CallMethodNoArgs(hooks, state->s_generate_id);
-    if (id == NULL) {
+    Snapshot *snapshot = snapshot_of(state, hooks);
+    if (snapshot == NULL) {
         return NULL;
     }
     Operation *op = PyObject_GC_New(Operation, state->operation_type);
     if (op == NULL) {
-        Py_DECREF(id);
         return NULL;
     }
     op->state = state;
     op->hooks = Py_NewRef(hooks);
-    op->id = id;
+    op->end_hooks = Py_NewRef(snapshot->end_hooks);
+    op->error_hooks = Py_NewRef(snapshot->error_hooks);
+    op->inject_hooks = Py_NewRef(snapshot->inject_hooks);
+    op->response_capture = Py_NewRef(snapshot->response_capture);
+    *start_hooks = Py_NewRef(snapshot->start_hooks);
+    *request_capture = Py_NewRef(snapshot->request_capture);
+    PyObject *generate_id = Py_NewRef(snapshot->generate_id);
     op->began_ns = monotonic_ns();
     op->injected = 0;
     op->done = 0;
@@ -82,37 +78,76 @@ operation_new(CoreState *state, PyObject *hooks)
     op->route = NULL;
     op->response_headers = NULL;
     op->read_error = NULL;
+    op->id = NULL;
     PyObject_GC_Track(op);
+    op->id = PyObject_CallNoArgs(generate_id);
+    Py_DECREF(generate_id);
+    if (op->id == NULL) {
+        Py_CLEAR(*start_hooks);
+        Py_CLEAR(*request_capture);
+        Py_DECREF(op);
+        return NULL;
+    }
     return op;
 }
 
-/* Headers to add to the response: the instruments are asked once, then never again. */
+/* Reports what an inject hook raised (an Exception): 0; anything else stays raised: -1. */
+static int
+report_inject_error(CoreState *state, PyObject *bound)
+{
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+        return -1;
+    }
+    PyObject *exc = core_fetch_exception();
+    PyObject *report[4] = {state->s_on_inject, PyTuple_GET_ITEM(bound, 1),
+                           PyTuple_GET_ITEM(bound, 2), exc};
+    PyObject *reported = PyObject_Vectorcall(state->report_hook_error, report, 4, NULL);
+    Py_DECREF(exc);
+    Py_XDECREF(reported);
+    return reported == NULL ? -1 : 0;
+}
+
+/* Headers to add to the response: the instruments are asked once, then never again.
+ * Twin of Hooks.notify_inject: the first to set a header wins; what merge_injected
+ * rejects, and what a hook raises, is reported. */
 PyObject *
 operation_inject(Operation *op)
 {
-    if (op->injected || op->done) {
-        return PyDict_New();
+    PyObject *headers = PyDict_New();
+    if (headers == NULL || op->injected || op->done) {
+        return headers;
     }
     op->injected = 1;
-    return PyObject_CallMethodOneArg(op->hooks, op->state->s_notify_inject, op->id);
+    CoreState *state = op->state;
+    Py_ssize_t count = PyTuple_GET_SIZE(op->inject_hooks);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *bound = PyTuple_GET_ITEM(op->inject_hooks, i);
+        PyObject *returned = PyObject_CallOneArg(PyTuple_GET_ITEM(bound, 0), op->id);
+        if (returned != NULL && returned != Py_None) {
+            PyObject *args[2] = {headers, returned};
+            PyObject *merged = PyObject_Vectorcall(state->merge_injected, args, 2, NULL);
+            Py_DECREF(returned);
+            returned = merged;
+        }
+        if (returned == NULL && report_inject_error(state, bound) < 0) {
+            Py_DECREF(headers);
+            return NULL;
+        }
+        Py_XDECREF(returned);
+    }
+    return headers;
 }
 
 int
 operation_respond(Operation *op, long status, PyObject *headers)
 {
     op->status_code = status;
-    PyObject *capture = PyObject_GetAttr(op->hooks, op->state->s_response_capture);
-    if (capture == NULL) {
-        return -1;
+    if (op->response_capture == Py_None) {
+        return 0;
     }
-    int wanted = PyObject_IsTrue(capture);
-    if (wanted > 0) {
-        PyObject *found = collect_headers(op->state, capture, headers);
-        Py_XSETREF(op->response_headers, found);
-        wanted = found == NULL ? -1 : 1;
-    }
-    Py_DECREF(capture);
-    return wanted < 0 ? -1 : 0;
+    PyObject *found = collect_headers(op->state, op->response_capture, headers);
+    Py_XSETREF(op->response_headers, found);
+    return found == NULL ? -1 : 0;
 }
 
 /* The attributes end and error share; NULL with no error when already closed. */
@@ -124,7 +159,7 @@ operation_close(Operation *op)
     }
     op->done = 1;
     CoreState *state = op->state;
-    PyObject *attrs = PyDict_New();
+    PyObject *attrs = new_presized_dict(8);
     PyObject *duration = PyLong_FromLongLong(monotonic_ns() - op->began_ns);
     if (attrs == NULL || duration == NULL ||
         PyDict_SetItem(attrs, state->s_operation_id, op->id) < 0 ||
@@ -163,7 +198,7 @@ operation_end(Operation *op)
     int result = -1;
     if (size != NULL && PyDict_SetItem(attrs, state->s_response_body_size, size) == 0 &&
         (op->response_headers == NULL || PyDict_Update(attrs, op->response_headers) == 0)) {
-        result = notify_named(op, state->s_end_hooks, state->s_on_end, attrs);
+        result = notify(state, op->end_hooks, state->s_on_end, op->id, attrs);
     }
     Py_XDECREF(size);
     Py_DECREF(attrs);
@@ -215,7 +250,7 @@ operation_fail(Operation *op, PyObject *error_type, PyObject *message, PyObject 
         }
         Py_DECREF(stack);
     }
-    result = notify_named(op, state->s_error_hooks, state->s_on_error, attrs);
+    result = notify(state, op->error_hooks, state->s_on_error, op->id, attrs);
 done:
     Py_XDECREF(kept);
     Py_DECREF(attrs);
@@ -483,6 +518,10 @@ operation_traverse(Operation *op, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(op->hooks);
+    Py_VISIT(op->end_hooks);
+    Py_VISIT(op->error_hooks);
+    Py_VISIT(op->inject_hooks);
+    Py_VISIT(op->response_capture);
     Py_VISIT(op->route);
     Py_VISIT(op->response_headers);
     Py_VISIT(op->read_error);
@@ -493,6 +532,10 @@ static int
 operation_clear(Operation *op)
 {
     Py_CLEAR(op->hooks);
+    Py_CLEAR(op->end_hooks);
+    Py_CLEAR(op->error_hooks);
+    Py_CLEAR(op->inject_hooks);
+    Py_CLEAR(op->response_capture);
     Py_CLEAR(op->route);
     Py_CLEAR(op->response_headers);
     Py_CLEAR(op->read_error);

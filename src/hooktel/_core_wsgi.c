@@ -243,7 +243,8 @@ static Operation *
 begin_from_environ(CoreState *state, PyObject *hooks, PyObject *environ)
 {
     Operation *op = NULL;
-    PyObject *capture = PyObject_GetAttr(hooks, state->s_request_capture);
+    Snapshot *snapshot = snapshot_of(state, hooks);
+    PyObject *capture = snapshot ? Py_NewRef(snapshot->request_capture) : NULL;
     PyObject *method = capture ? environ_get_or(environ, state->s_request_method, state->s_get) : NULL;
     PyObject *scheme = method ? environ_get_or(environ, state->s_url_scheme_key, state->s_http) : NULL;
     PyObject *path = scheme ? environ_target(state, environ) : NULL;
@@ -374,15 +375,9 @@ wsgi_start_response(WsgiRequest *request, PyObject *const *args, Py_ssize_t narg
         code = 0;
     }
     Py_DECREF(code_text);
-    PyObject *capture = PyObject_GetAttr(op->hooks, state->s_response_capture);
-    if (capture == NULL) {
-        return NULL;
-    }
-    int wanted = PyObject_IsTrue(capture);
-    Py_DECREF(capture);
-    PyObject *pairs = wanted > 0 ? PyObject_CallOneArg(state->header_pairs, headers)
-                      : wanted == 0 ? PyTuple_New(0)
-                                    : NULL;
+    PyObject *pairs = op->response_capture != Py_None
+                          ? PyObject_CallOneArg(state->header_pairs, headers)
+                          : PyTuple_New(0);
     if (pairs == NULL) {
         return NULL;
     }

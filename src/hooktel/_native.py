@@ -65,6 +65,7 @@ def bind() -> None:
         format_exception=traceback.format_exception,
         known_methods=_http.KNOWN_METHODS,
         header_pairs=_http.header_pairs,
+        merge_injected=_registry.merge_injected,
         cgi_scanned_keys=_http.CGI_SCANNED_KEYS,
         redacted=_headers.REDACTED,
         max_header_value=_headers.MAX_HEADER_VALUE,

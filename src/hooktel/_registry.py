@@ -96,12 +96,12 @@ class Hooks:
     """
 
     __slots__ = (
-        "_inject",
         "capture_request_headers",
         "capture_response_headers",
         "end_hooks",
         "error_hooks",
         "generate_id",
+        "inject_hooks",
         "notify_end",
         "notify_error",
         "notify_start",
@@ -125,7 +125,7 @@ class Hooks:
         self.notify_start = _notifier(self.start_hooks, "on_operation_start")
         self.notify_end = _notifier(self.end_hooks, "on_operation_end")
         self.notify_error = _notifier(self.error_hooks, "on_operation_error")
-        self._inject = bound("on_operation_inject")
+        self.inject_hooks = bound("on_operation_inject")
         self.capture_request_headers = _union(i.capture_request_headers for i in instruments)
         self.capture_response_headers = _union(i.capture_response_headers for i in instruments)
         # None when empty, so the per-request check is a plain truth test.
@@ -144,11 +144,11 @@ class Hooks:
     def notify_inject(self, op_id: int) -> dict[str, str]:
         """Merge the headers instruments want on the response; the first to set one wins."""
         headers: dict[str, str] = {}
-        for hook, name, version in self._inject:
+        for hook, name, version in self.inject_hooks:
             try:
                 returned = hook(op_id)
                 if returned is not None:
-                    _merge_injected(headers, returned)
+                    merge_injected(headers, returned)
             except Exception as exc:
                 report_hook_error("on_operation_inject", name, version, exc)
         return headers
@@ -183,7 +183,8 @@ def _notifier(hooks: tuple[_Bound, ...], event: str) -> Notify:
     return notify
 
 
-def _merge_injected(headers: dict[str, str], returned: object) -> None:
+def merge_injected(headers: dict[str, str], returned: object) -> None:
+    """Add what one instrument's inject hook returned to `headers`; raise for what is dropped."""
     if type(returned) is not dict and not isinstance(returned, Mapping):  # dict: skip the ABC
         raise TypeError(f"returned {type(returned).__name__}, expected a mapping of headers")
     rejected = []
