@@ -31,6 +31,7 @@ from opentelemetry.trace.span import format_span_id, format_trace_id
 
 from . import _tracestate
 from ._traceparent import parse_traceparent
+from .otel._sdk import RANDOM_TRACE_ID, trace_state_entries
 
 __all__ = [
     "KNOWN_TRACE_FLAGS",
@@ -45,7 +46,7 @@ _logger = logging.getLogger(__name__)
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 
-KNOWN_TRACE_FLAGS = TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID
+KNOWN_TRACE_FLAGS = TraceFlags.SAMPLED | RANDOM_TRACE_ID
 """The flags Level 2 defines (section 3.2.2.5): sampled and random-trace-id.
 
 Every other bit is cleared on the way in: the spec says vendors "MUST set
@@ -71,38 +72,39 @@ class W3CTraceState(TraceState):
         super().__init__()
         if not entries:
             return
+        own = trace_state_entries(self)
         if len(entries) > _tracestate.MAX_MEMBERS:
             _logger.warning("tracestate: more than %d members", _tracestate.MAX_MEMBERS)
             return
         for key, value in entries:
             if not _is_valid_pair(key, value):
                 _logger.warning("tracestate: invalid member %r=%r", key, value)
-            elif key in self._dict:
+            elif key in own:
                 _logger.warning("tracestate: repeated key %r", key)
             else:
-                self._dict[key] = value
+                own[key] = value
 
     def add(self, key: str, value: str) -> W3CTraceState:
         """A new state with the pair first; unchanged if invalid, present, or full (as base)."""
-        if not _is_valid_pair(key, value) or key in self._dict:
+        if not _is_valid_pair(key, value) or key in self:
             return self
-        if len(self._dict) >= _tracestate.MAX_MEMBERS:
+        if len(self) >= _tracestate.MAX_MEMBERS:
             return self
-        return W3CTraceState([(key, value), *self._dict.items()])
+        return W3CTraceState([(key, value), *self.items()])
 
     def update(self, key: str, value: str) -> W3CTraceState:
         """A new state with the pair moved first (section 3.5: modified keys go left)."""
         if not _is_valid_pair(key, value):
             return self
-        if key not in self._dict and len(self._dict) >= _tracestate.MAX_MEMBERS:
+        if key not in self and len(self) >= _tracestate.MAX_MEMBERS:
             return self
-        rest = [(k, v) for k, v in self._dict.items() if k != key]
+        rest = [(k, v) for k, v in self.items() if k != key]
         return W3CTraceState([(key, value), *rest])
 
     def delete(self, key: str) -> W3CTraceState:
-        if key not in self._dict:
+        if key not in self:
             return self
-        return W3CTraceState([(k, v) for k, v in self._dict.items() if k != key])
+        return W3CTraceState([(k, v) for k, v in self.items() if k != key])
 
     @classmethod
     def from_header(cls, header_list: list[str]) -> W3CTraceState:

@@ -1,7 +1,8 @@
 """A minimal OTLP/HTTP trace receiver on 127.0.0.1 that decodes what it gets.
 
 `POST /v1/traces` takes an `ExportTraceServiceRequest` (protobuf, as the real
-OTLP/HTTP exporter sends it) and keeps every span; `GET /spans` returns them
+OTLP/HTTP exporter sends it) and keeps every span (other POSTs, such as
+`/v1/metrics`, are answered and dropped); `GET /spans` returns them
 as JSON; `GET /count` returns how many arrived. Run it in a thread
 (`OtlpReceiver`) or as its own process: `python -m tests.otel.otlp_receiver`
 prints `listening on PORT`.
@@ -76,6 +77,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: OtlpReceiver
 
     def do_POST(self) -> None:
+        if self.path != "/v1/traces":  # metrics and logs (the launcher exports them too)
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            answer(self, b"", "application/x-protobuf")
+            return
         spans = decode(read_export(self))
         with self.server.lock:
             self.server.spans.extend(spans)

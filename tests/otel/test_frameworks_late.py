@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.otel.apps.harness import BOOM_MESSAGE
+from tests.otel.conftest import installed
 from tests.otel.support import KINDS, Kind, OtelServer, launch
 
 MODES = ("startup", "after", "by-hand")
@@ -23,8 +24,15 @@ MODES = ("startup", "after", "by-hand")
 
 @pytest.fixture(
     scope="module",
-    params=[(framework, mode) for framework in ("starlette", "fastapi") for mode in MODES],
-    ids="-".join,
+    params=[
+        pytest.param(
+            (framework, mode),
+            id=f"{framework}-{mode}",
+            marks=() if installed(framework) else pytest.mark.skip(reason=f"no {framework}"),
+        )
+        for framework in ("starlette", "fastapi")
+        for mode in MODES
+    ],
 )
 def late_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

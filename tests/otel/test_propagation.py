@@ -39,6 +39,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, Trace
 import hooktel
 import hooktel.httpserver
 from hooktel import _tracestate
+from hooktel.otel import _sdk
 from hooktel.propagation import (
     TraceContextPropagator,
     W3CTraceState,
@@ -52,6 +53,7 @@ TP01 = f"00-{TRACE_ID}-{SPAN_ID}-01"
 TP00 = f"00-{TRACE_ID}-{SPAN_ID}-00"
 OUTGOING = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 PROPAGATOR = TraceContextPropagator()
+KEPT_FLAGS = 0x01 | _sdk.RANDOM_TRACE_ID  # sampled, and random-trace-id where the API has it
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -472,7 +474,7 @@ def test_extract_with_none_values(carrier: dict[str, Any]) -> None:
 
 def test_extract_keeps_only_the_flags_the_spec_defines() -> None:
     ctx = PROPAGATOR.extract({"traceparent": TP01[:-2] + "ff"})
-    assert trace.get_current_span(ctx).get_span_context().trace_flags == 0x03
+    assert trace.get_current_span(ctx).get_span_context().trace_flags == KEPT_FLAGS
 
 
 def test_fields() -> None:
@@ -504,7 +506,7 @@ def test_inject_from_the_current_span() -> None:
 
 
 def test_inject_clears_flags_the_spec_does_not_define() -> None:
-    assert _inject(_context(0xABC, 0xDEF, 0xFF))["traceparent"].endswith("-03")
+    assert _inject(_context(0xABC, 0xDEF, 0xFF))["traceparent"].endswith(f"-{KEPT_FLAGS:02x}")
 
 
 def test_inject_nothing_without_a_valid_span_context() -> None:
@@ -611,7 +613,7 @@ def test_span_context_from_parent() -> None:
     assert _describe(span_context) == {
         "trace_id": TRACE_ID,
         "span_id": SPAN_ID,
-        "trace_flags": 0x03,
+        "trace_flags": KEPT_FLAGS,
         "remote": True,
         "trace_state": "foo@=1,bar=2",
     }

@@ -21,8 +21,6 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from .. import __version__, attach, detach, frameworks, httpserver
 from .._instrument import Instrument, InstrumentKind
 from .._registry import InstrumentRef
-from ._config import Config
-from ._spans import ServerSpans
 
 __all__ = ["HttpInstrumentation"]
 
@@ -51,6 +49,12 @@ class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
         return ()
 
     def _instrument(self, **kwargs: Any) -> None:
+        # Imported here, not above: `hooktel.propagation` (an OpenTelemetry propagator entry
+        # point, loaded while `opentelemetry.propagate` itself imports) needs `._sdk` from
+        # this package, and `._spans` imports `opentelemetry.propagate`.
+        from ._config import Config
+        from ._spans import ServerSpans
+
         config = Config.from_kwargs(kwargs)
         tracer = trace.get_tracer(
             _NAME, __version__, kwargs.get("tracer_provider"), schema_url=_SCHEMA_URL

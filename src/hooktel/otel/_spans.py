@@ -7,13 +7,11 @@ the server runs there.
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.propagate import get_global_textmap
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -26,6 +24,7 @@ from ._borrowed import BorrowedSpan
 from ._config import Config
 from ._fastpath import FastSpans
 from ._parent import ParentExtractor
+from ._sdk import restore_context
 from ._semconv import with_old_names
 
 # Keys that exist for instruments, not for spans: the span has its own ids and
@@ -164,7 +163,7 @@ class ServerSpans:
                 self._run_hook("response_hook", self._config.response_hook, span, attrs)
             span.end(end_time=_end_time(live, attrs))
         finally:
-            _restore(live)
+            restore_context(live.token, live.span)
 
     def _resolve_fast(self) -> FastSpans | None:
         """The fast path, once the tracer is known to be the SDK's (see `_fastpath`)."""
@@ -215,24 +214,3 @@ def _mark_error(live: _Live, attrs: Attributes) -> None:
 
 def _end_time(live: _Live, attrs: Attributes) -> int:
     return live.start_ns + int(attrs.get("operation.duration", 0))
-
-
-def _restore(live: _Live) -> None:
-    """Detach the request's context, also where the server ended it from a copy of it.
-
-    A framework may send the response from a child task (Django's ASGI handler,
-    Starlette's streaming responses): that task holds a copy of the request's
-    context, in which the token cannot be reset, and the server may start the
-    next pipelined request from inside that send. So where the request's span
-    is still current, the context goes back to what it was before the request.
-    """
-    token = live.token
-    if not isinstance(token, contextvars.Token):
-        context_api.detach(token)  # type: ignore[arg-type]
-        return
-    try:
-        token.var.reset(token)
-    except ValueError:
-        if trace.get_current_span() is live.span:
-            previous = token.old_value
-            token.var.set(Context() if previous is contextvars.Token.MISSING else previous)
