@@ -241,6 +241,8 @@ configure(PyObject *module, PyObject *args, PyObject *options)
         object_option(options, "known_methods", &state->known_methods) < 0 ||
         object_option(options, "header_pairs", &state->header_pairs) < 0 ||
         object_option(options, "merge_injected", &state->merge_injected) < 0 ||
+        object_option(options, "framing_headers", &state->framing_headers) < 0 ||
+        size_option(options, "max_injected_headers", &state->max_injected_headers) < 0 ||
         object_option(options, "cgi_scanned_keys", &state->cgi_scanned_keys) < 0 ||
         object_option(options, "redacted", &state->redacted) < 0 ||
         size_option(options, "max_header_value", &state->max_header_value) < 0 ||
@@ -252,7 +254,8 @@ configure(PyObject *module, PyObject *args, PyObject *options)
         return NULL;
     }
     if (!PyList_Check(state->hooks_by_kind) || PyList_GET_SIZE(state->hooks_by_kind) <= HTTP_KIND ||
-        !PyAnySet_Check(state->known_methods) || !PyTuple_Check(state->cgi_scanned_keys)) {
+        !PyAnySet_Check(state->known_methods) || !PyAnySet_Check(state->framing_headers) ||
+        !PyTuple_Check(state->cgi_scanned_keys)) {
         PyErr_SetString(PyExc_TypeError, "configure(): unexpected types");
         Py_CLEAR(state->hooks_by_kind);
         return NULL;
@@ -336,7 +339,7 @@ core_exec(PyObject *module)
     X(asgi_request_type) X(step_type) X(wsgi_middleware_type)                  \
     X(wsgi_request_type) X(wsgi_response_type) X(hooks_by_kind)                \
     X(report_hook_error) X(format_exception) X(known_methods) X(header_pairs)  \
-    X(merge_injected) X(cgi_scanned_keys) X(redacted) X(snapshot.hooks)        \
+    X(merge_injected) X(framing_headers) X(cgi_scanned_keys) X(redacted) X(snapshot.hooks)        \
     X(snapshot.start_hooks) X(snapshot.end_hooks) X(snapshot.error_hooks)      \
     X(snapshot.inject_hooks) X(snapshot.request_capture)                       \
     X(snapshot.response_capture) X(snapshot.generate_id)

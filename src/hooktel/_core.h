@@ -48,6 +48,7 @@
     X(s_other, "_OTHER")                                                       \
     X(s_empty, "")                                                             \
     X(s_slash, "/")                                                            \
+    X(s_lower, "lower")                                                        \
     X(s_scheme_separator, "://")                                               \
     X(s_question_mark, "?")                                                    \
     X(s_colon, ":")                                                            \
@@ -150,6 +151,8 @@ typedef struct {
     PyObject *known_methods;     /* _http.KNOWN_METHODS (a frozenset) */
     PyObject *header_pairs;      /* _http.header_pairs */
     PyObject *merge_injected;    /* _registry.merge_injected */
+    PyObject *framing_headers;   /* _registry.FRAMING_HEADERS (a frozenset) */
+    Py_ssize_t max_injected_headers;
     PyObject *cgi_scanned_keys;  /* wsgi._SCANNED_KEYS: ((cgi key, header name), ...) */
     Py_ssize_t max_header_value, max_url, max_message, max_stacktrace, max_host,
         max_tracestate;
