@@ -197,6 +197,30 @@ format_traceparent(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyUnicode_FromStringAndSize(out, 55);
 }
 
+PyDoc_STRVAR(without_keys_doc,
+"without_keys(mapping, skip) -> dict\n\n"
+"A new dict of the items of `mapping` (a dict) whose keys are not in `skip` (a set):\n"
+"the twin of `{k: v for k, v in mapping.items() if k not in skip}`.");
+
+static PyObject *
+without_keys(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyDict_Check(args[0]) || !PyAnySet_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "without_keys(mapping: dict, skip: set)");
+        return NULL;
+    }
+    PyObject *result = _PyDict_NewPresized(PyDict_GET_SIZE(args[0]));
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    while (result != NULL && PyDict_Next(args[0], &position, &key, &value)) {
+        int skipped = PySet_Contains(args[1], key);
+        if (skipped < 0 || (!skipped && PyDict_SetItem(result, key, value) < 0)) {
+            Py_CLEAR(result);
+        }
+    }
+    return result;
+}
+
 /* ---------------------------------------------------------------- configuration */
 
 static int
@@ -287,6 +311,8 @@ mark_coroutine_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef core_methods[] = {
     {"format_traceparent", (PyCFunction)(void (*)(void))format_traceparent, METH_FASTCALL,
      format_traceparent_doc},
+    {"without_keys", (PyCFunction)(void (*)(void))without_keys, METH_FASTCALL,
+     without_keys_doc},
     {"parse_traceparent", (PyCFunction)core_parse_traceparent, METH_O,
      "The (trace_id, span_id, trace_flags) of a traceparent value, or None."},
     {"begin_http", (PyCFunction)(void (*)(void))core_begin_http, METH_FASTCALL | METH_KEYWORDS,
