@@ -37,16 +37,6 @@ wall_clock_ns(void)
     return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
 }
 
-/* The hooks of kind HTTP (borrowed from HOOKS_BY_KIND), or NULL when none are attached:
- * the one check a request pays with nothing attached. */
-PyObject *
-current_hooks(CoreState *state)
-{
-    PyObject *hooks = state->hooks_by_kind == NULL ? Py_None
-                                                   : PyList_GET_ITEM(state->hooks_by_kind, HTTP_KIND);
-    return hooks == Py_None ? NULL : hooks;
-}
-
 static void
 snapshot_clear(Snapshot *snapshot)
 {

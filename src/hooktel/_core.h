@@ -217,7 +217,16 @@ CoreState *core_state_of_type(PyTypeObject *type);
 int64_t monotonic_ns(void);
 int64_t wall_clock_ns(void);
 int core_configured(CoreState *state);
-PyObject *current_hooks(CoreState *state); /* borrowed; NULL (no error) when none */
+/* The hooks of kind HTTP (borrowed from HOOKS_BY_KIND), or NULL when none are attached:
+ * the one check a request pays with nothing attached. */
+static inline PyObject *
+current_hooks(CoreState *state)
+{
+    PyObject *hooks = state->hooks_by_kind == NULL ? Py_None
+                                                   : PyList_GET_ITEM(state->hooks_by_kind, HTTP_KIND);
+    return hooks == Py_None ? NULL : hooks;
+}
+
 Snapshot *snapshot_of(CoreState *state, PyObject *hooks); /* valid until Python code runs */
 PyObject *optional_attr(PyObject *obj, PyObject *name); /* new ref; NULL, no error: absent */
 PyObject *text_join(PyObject *const *parts, Py_ssize_t count); /* "".join(parts) of str */
