@@ -3,7 +3,8 @@
 `POST /v1/traces` takes an `ExportTraceServiceRequest` (protobuf, as the real
 OTLP/HTTP exporter sends it) and keeps every span; `GET /spans` returns them
 as JSON; `GET /count` returns how many arrived. `POST /v1/metrics` takes an
-`ExportMetricsServiceRequest` and keeps every data point (`metric_points`). Run it in a thread
+`ExportMetricsServiceRequest` and keeps every data point (`metric_points`); other
+POSTs (logs: the launcher exports them too) are answered and dropped. Run it in a thread
 (`OtlpReceiver`) or as its own process: `python -m tests.otel.otlp_receiver`
 prints `listening on PORT`.
 """
@@ -121,6 +122,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.metric_points.extend(points)
             response = ExportMetricsServiceResponse().SerializeToString()
             answer(self, response, "application/x-protobuf")
+            return
+        if self.path != "/v1/traces":  # logs (the launcher exports them too)
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            answer(self, b"", "application/x-protobuf")
             return
         spans = decode(read_export(self))
         with self.server.lock:

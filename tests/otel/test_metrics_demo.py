@@ -22,9 +22,11 @@ def test_the_demo_prints_the_duration_per_route_after_the_trace() -> None:
     header = lines.index("# metrics: http.server.request.duration per route, in ms")
     assert not any(line.startswith("# trace ") for line in lines[header:]), "metrics before trace"
     rows = {
-        match.group(1): (int(match.group(2)), int(match.group(3)))
+        (match.group(1), match.group(2)): (int(match.group(3)), int(match.group(4)))
         for line in lines[header + 2 :]
-        if (match := re.match(r"#   (.+?) +(\d{3}) +(\d+) +\d+\.\d\d +\d+\.\d\d  <=", line))
+        if (match := re.match(r"#   (\S+) +(.+?) +(\d{3}) +(\d+) +\d+\.\d\d +\d+\.\d\d  <=", line))
     }
-    assert rows["GET /items/{item_id}"] == (200, 2)  # service A's route: both client calls
-    assert sum(count for _, count in rows.values()) == 4  # and service B's two
+    assert rows == {  # each service's route, both client calls
+        ("service-a", "GET /items/{item_id}"): (200, 2),
+        ("service-b", "GET /answers/{question}"): (200, 2),
+    }

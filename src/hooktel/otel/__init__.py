@@ -21,9 +21,6 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from .. import __version__, attach, detach, frameworks, httpserver
 from .._instrument import Instrument, InstrumentKind
 from .._registry import InstrumentRef
-from ._config import Config
-from ._metrics import ServerMetrics
-from ._spans import ServerSpans
 
 __all__ = ["HttpInstrumentation"]
 
@@ -38,8 +35,10 @@ class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
     `_metrics`), `opt_in_metrics`, `capture_request_headers`,
     `capture_response_headers`, `excluded_urls`, `response_propagation`
     (`"traceparent"`, `"traceresponse"`, `"server-timing"` or `None`),
-    `request_hook(span, attributes)` and `response_hook(span, attributes)`.
-    It also installs the hook points of `http.server` and of the frameworks
+    `request_hook(span, attributes)` and `response_hook(span, attributes)`;
+    contrib's option names where hooktel can honour them, and one warning
+    naming each option it cannot (see `_config`). It also installs the hook
+    points of `http.server` and of the frameworks
     `hooktel.frameworks` knows (Starlette/FastAPI, Flask, Django); any other
     ASGI or WSGI app is wrapped in `hooktel.asgi` / `hooktel.wsgi`
     `TelemetryMiddleware`.
@@ -52,6 +51,13 @@ class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
         return ()
 
     def _instrument(self, **kwargs: Any) -> None:
+        # Imported here, not above: `hooktel.propagation` (an OpenTelemetry propagator entry
+        # point, loaded while `opentelemetry.propagate` itself imports) needs `._sdk` from
+        # this package, and `._spans` imports `opentelemetry.propagate`.
+        from ._config import Config
+        from ._metrics import ServerMetrics
+        from ._spans import ServerSpans
+
         config = Config.from_kwargs(kwargs)
         scope = (_NAME, __version__, _SCHEMA_URL)
         metrics = ServerMetrics.create(kwargs, config.excluded_urls, scope)
@@ -76,9 +82,12 @@ class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
         )
         httpserver.instrument()
         frameworks.instrument()
+        frameworks.traced_span = spans.borrowed  # FastAPI's own request span steps aside
 
     def _uninstrument(self, **kwargs: Any) -> None:
         for ref in (self._metrics_ref, self._ref):
             if ref is not None:
                 detach(ref)
+        if self._ref is not None:
+            frameworks.traced_span = None
         self._ref = self._metrics_ref = None

@@ -20,7 +20,7 @@ it off; the test suite runs both ways and compares them.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace as trace_api
@@ -29,6 +29,7 @@ from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import SpanKind, TraceFlags
 
+from . import _sdk
 from ._requestspan import RequestSpan
 
 ENV_FAST_PATH = "HOOKTEL_OTEL_FAST_PATH"
@@ -39,7 +40,7 @@ _PASS_THROUGH_SAMPLERS = (
     sampling.TraceIdRatioBased,
     sampling.ParentBased,
 )
-_RANDOM_TRACE_ID = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
+_RANDOM_TRACE_ID = _sdk.RANDOM_TRACE_ID
 # The four trace flags a span can start with: _FLAGS[sampled][random trace id].
 _FLAGS = (
     (TraceFlags(TraceFlags.DEFAULT), TraceFlags(TraceFlags.DEFAULT | _RANDOM_TRACE_ID)),
@@ -49,7 +50,6 @@ _FLAGS = (
 _SERVER = SpanKind.SERVER
 _RECORD_AND_SAMPLE = sampling.Decision.RECORD_AND_SAMPLE
 _DROP = sampling.Decision.DROP
-_SDK_TRACER_FIELDS = ("sampler", "id_generator", "resource", "span_processor", "_span_limits")
 
 
 def enabled() -> bool:
@@ -63,25 +63,18 @@ class FastSpans:
     def __init__(self, tracer: sdk_trace.Tracer) -> None:
         self._tracer = tracer
         self._trusted_sampler = type(tracer.sampler) in _PASS_THROUGH_SAMPLERS
+        self._default_sampler = _sdk.is_default_sampler(tracer.sampler)
         # What older or newer SDKs may lack, looked up once.
-        self._is_enabled: Callable[[], bool] | None = getattr(tracer, "_is_enabled", None)
-        metrics = getattr(tracer, "_tracer_metrics", None)
-        # The SDK's internal metrics are off unless OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED.
-        self._metrics: Any = None if type(metrics).__name__ == "NoOpTracerMetrics" else metrics
-        self._random_ids = _is_trace_id_random(tracer)
-        self._on_ending: Callable[[Any], None] | None = getattr(
-            tracer.span_processor, "_on_ending", None
-        )
+        self._is_enabled = _sdk.enabled_check(tracer)
+        self._metrics: Any = _sdk.tracer_metrics(tracer)
+        self._random_ids = _sdk.is_trace_id_random(tracer)
+        self._on_ending = _sdk.on_ending(tracer)
 
     @classmethod
     def for_tracer(cls, tracer: trace_api.Tracer) -> FastSpans | None:
         """A fast path for `tracer`, or None when it is not an SDK tracer this one knows."""
-        real = getattr(tracer, "_real_tracer", None) or tracer  # a ProxyTracer once resolved
-        if type(real) is not sdk_trace.Tracer:
-            return None
-        if not all(hasattr(real, field) for field in _SDK_TRACER_FIELDS):
-            return None
-        return cls(real)
+        real = _sdk.sdk_tracer(tracer)
+        return None if real is None else cls(real)
 
     def start(
         self,
@@ -105,20 +98,26 @@ class FastSpans:
         else:
             trace_id = parent_context.trace_id
             random_trace_id = bool(parent_context.trace_flags & _RANDOM_TRACE_ID)
-        decision = tracer.sampler.should_sample(parent, trace_id, name, _SERVER, attributes, ())
-        sampled = decision.decision is _RECORD_AND_SAMPLE
+        if self._default_sampler:  # its decision, without the call: see _sdk.is_default_sampler
+            sampled = parent_context is None or parent_context.trace_flags.sampled
+            trace_state = None if parent_context is None else parent_context.trace_state
+            decided = _RECORD_AND_SAMPLE if sampled else _DROP
+        else:
+            decision = tracer.sampler.should_sample(parent, trace_id, name, _SERVER, attributes, ())
+            decided, trace_state = decision.decision, decision.trace_state
+            sampled = decided is _RECORD_AND_SAMPLE
         context = trace_api.SpanContext(
             trace_id,
             tracer.id_generator.generate_span_id(),
             False,  # is_remote
             _FLAGS[sampled][random_trace_id],
-            decision.trace_state,
+            trace_state,
         )
         metrics = self._metrics
-        record_end = metrics.start_span(parent_context, decision.decision) if metrics else None
-        if decision.decision is _DROP:
+        record_end = metrics.start_span(parent_context, decided) if metrics else None
+        if decided is _DROP:
             return trace_api.NonRecordingSpan(context=context)
-        if self._trusted_sampler:
+        if self._trusted_sampler or self._default_sampler:
             span = RequestSpan(
                 name, context, parent_context, attributes, tracer, record_end, self._on_ending
             )
@@ -126,7 +125,7 @@ class FastSpans:
             span = RequestSpan(
                 name, context, parent_context, {}, tracer, record_end, self._on_ending
             )
-            span.set_attributes(decision.attributes)
+            span.set_attributes(decision.attributes)  # the sampler may have changed them
         span.start(start_time, parent)
         return span
 
@@ -137,8 +136,3 @@ def set_trusted(span: trace_api.Span, attributes: Mapping[str, Any]) -> None:
         span.set_trusted(attributes)
     else:
         span.set_attributes(attributes)
-
-
-def _is_trace_id_random(tracer: sdk_trace.Tracer) -> bool:
-    check = getattr(tracer.id_generator, "is_trace_id_random", None)
-    return bool(check()) if check is not None and _RANDOM_TRACE_ID else False

@@ -1,40 +1,186 @@
-"""Every use of OpenTelemetry's private internals by `hooktel.otel`, in one place.
+"""Every use hooktel makes of the OpenTelemetry API's and SDK's private parts, in one place.
 
-Tested with opentelemetry-api and opentelemetry-sdk 1.45.2. Each function
-checks the shape it relies on before relying on it, and says what it returns
-when the shape is not there, so a newer or older SDK degrades to the public
-API (slower, never wrong) instead of failing.
+Tested with opentelemetry-api and -sdk from `FLOOR` (the floor pyproject.toml
+declares; `scripts/test.sh` runs tests/otel against it) to `NEWEST` (the pin of
+requirements-dev.txt). Outside that range each accessor degrades rather than
+fails: what a version lacks is looked up once and left out, and the fast
+span path (`_fastpath`) turns itself off for an SDK whose tracer or
+`ReadableSpan` is not laid out as below, so requests take the ordinary API path.
+
+What 1.28 lacks and the newest SDK has, and how it is met here:
+- `TraceFlags.RANDOM_TRACE_ID` (1.42): 0 before, so no such flag is set or kept;
+- `BoundedAttributes._set_items` (1.43): attributes set one by one before, as
+  the SDK's own `set_attributes` then did;
+- `Tracer._is_enabled`, `Tracer._tracer_metrics` and the span processor's
+  `_on_ending`: not called where absent.
+
+The metrics section (at the end) reaches into the SDK's metric streams; where an
+SDK's are laid out otherwise (`histogram_streams` checks), the metrics are
+recorded with the SDK's own `Histogram.record()`.
 """
 
 from __future__ import annotations
 
 import contextvars
+import importlib
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import context as context_api
-from opentelemetry import trace as trace_api
+from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.metrics._internal import _ProxyMeterProvider
-from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_attributes
-from opentelemetry.sdk.metrics._internal.aggregation import (
-    _DropAggregation,
-    _ExplicitBucketHistogramAggregation,
-)
-from opentelemetry.sdk.metrics._internal.exemplar import (
-    AlignedHistogramBucketExemplarReservoir,
-    AlwaysOffExemplarFilter,
-    AlwaysOnExemplarFilter,
-    ExemplarFilter,
-    TraceBasedExemplarFilter,
-)
-from opentelemetry.sdk.metrics._internal.instrument import _Histogram
+from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.sdk.trace import sampling as sdk_sampling
+from opentelemetry.trace import TraceFlags, TraceState
 from opentelemetry.trace.propagation import _SPAN_KEY
+
+FLOOR = "1.28.0"
+NEWEST = "1.45.2"
+
+RANDOM_TRACE_ID: int = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
+"""The W3C Level 2 random-trace-id flag where the API knows it (1.42+), else 0."""
+
+_TRACER_FIELDS = ("sampler", "id_generator", "resource", "span_processor", "_span_limits")
+READABLE_FIELDS = (
+    "_name",
+    "_context",
+    "_parent",
+    "_kind",
+    "_resource",
+    "_attributes",
+    "_events",
+    "_links",
+    "_instrumentation_info",
+    "_instrumentation_scope",
+    "_status",
+    "_start_time",
+    "_end_time",
+)
+"""The fields `ReadableSpan`'s properties read; `RequestSpan` sets them without its constructor."""
+
+
+def _readable_layout() -> bool:
+    """True when `ReadableSpan` keeps what its properties read in `READABLE_FIELDS`."""
+    span = sdk_trace.ReadableSpan("probe")
+    return all(hasattr(span, field) for field in READABLE_FIELDS)
+
+
+READABLE_LAYOUT = _readable_layout()
+
+
+def sdk_tracer(tracer: trace.Tracer) -> sdk_trace.Tracer | None:
+    """The SDK `Tracer` behind `tracer` (a resolved `ProxyTracer` included), if the fast
+    path knows its layout; else None."""
+    real = getattr(tracer, "_real_tracer", None) or tracer
+    if type(real) is not sdk_trace.Tracer or not READABLE_LAYOUT:
+        return None
+    if not all(hasattr(real, field) for field in _TRACER_FIELDS):
+        return None
+    return real
+
+
+def span_limits(tracer: sdk_trace.Tracer) -> sdk_trace.SpanLimits:
+    limits: sdk_trace.SpanLimits = tracer._span_limits
+    return limits
+
+
+def instrumentation_scope(tracer: sdk_trace.Tracer) -> Any:
+    return tracer._instrumentation_scope
+
+
+def is_default_sampler(sampler: Any) -> bool:
+    """True for the SDK's default sampler, `ParentBased(ALWAYS_ON)` with its own delegates.
+
+    Its decision depends on the parent alone (sample a root, follow a valid parent's
+    sampled flag; keep the parent's trace state), so `_fastpath` takes it without the
+    call. Any other sampler, a `ParentBased` with other delegates included, is called.
+    """
+    on, off = sdk_sampling.ALWAYS_ON, sdk_sampling.ALWAYS_OFF
+    return type(sampler) is sdk_sampling.ParentBased and (
+        getattr(sampler, "_root", None),
+        getattr(sampler, "_remote_parent_sampled", None),
+        getattr(sampler, "_remote_parent_not_sampled", None),
+        getattr(sampler, "_local_parent_sampled", None),
+        getattr(sampler, "_local_parent_not_sampled", None),
+    ) == (on, on, off, on, off)
+
+
+def enabled_check(tracer: sdk_trace.Tracer) -> Callable[[], bool] | None:
+    """The tracer's own "is it enabled" check, where the SDK has one."""
+    return getattr(tracer, "_is_enabled", None)
+
+
+def tracer_metrics(tracer: sdk_trace.Tracer) -> Any:
+    """The SDK's internal span metrics, or None (absent, or the no-op kind the SDK uses
+    unless OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED is set)."""
+    metrics = getattr(tracer, "_tracer_metrics", None)
+    return None if type(metrics).__name__ == "NoOpTracerMetrics" else metrics
+
+
+def on_ending(tracer: sdk_trace.Tracer) -> Callable[[Any], None] | None:
+    """The span processors' `_on_ending` hook, where the SDK calls one before `on_end`."""
+    return getattr(tracer.span_processor, "_on_ending", None)
+
+
+def is_trace_id_random(tracer: sdk_trace.Tracer) -> bool:
+    check = getattr(tracer.id_generator, "is_trace_id_random", None)
+    return bool(check()) if check is not None and RANDOM_TRACE_ID else False
+
+
+def set_items(bounded: BoundedAttributes, attributes: Mapping[str, Any]) -> None:
+    """`attributes` into `bounded` with the SDK's validation and limits."""
+    set_all = getattr(bounded, "_set_items", None)
+    if set_all is not None:
+        set_all(attributes)
+        return
+    for key, value in attributes.items():
+        bounded[key] = value
+
+
+def freeze(bounded: BoundedAttributes) -> None:
+    """Make `bounded` immutable, as the SDK does when a span ends."""
+    bounded._immutable = True
+
+
+def composite_members(propagator: Any) -> list[Any] | None:
+    """The propagators inside a `CompositePropagator`, or None for any other propagator."""
+    inner = getattr(propagator, "_propagators", None)
+    return None if inner is None else list(inner)
+
+
+def trace_state_entries(state: TraceState) -> dict[str, str]:
+    """The dict behind a `TraceState`, for a subclass to fill in its own constructor."""
+    entries: dict[str, str] = state._dict
+    return entries
+
+
+def restore_context(token: object, span: trace.Span) -> None:
+    """Detach the context a request attached, also from a copy of the request's context.
+
+    The API's runtime context returns a `contextvars.Token`. A framework may end
+    the request from a child task, which holds a copy of the request's context
+    where the token cannot be reset; there, where the request's span is still
+    current, the variable goes back to what it held before the request.
+    """
+    if not isinstance(token, contextvars.Token):
+        from opentelemetry import context as context_api
+
+        context_api.detach(token)  # type: ignore[arg-type]
+        return
+    try:
+        token.var.reset(token)
+    except ValueError:
+        if trace.get_current_span() is span:
+            previous = token.old_value
+            token.var.set(Context() if previous is contextvars.Token.MISSING else previous)
+
 
 # =====================================================================================
 # Metrics (issue 9; used by `_metrics`, `_histograms`, `_streamtable`): histograms
@@ -91,14 +237,53 @@ def span_context_layout() -> tuple[type, int]:
 
     A `SpanContext` laid out otherwise gives a type no object has (the property is used).
     """
-    probe = trace_api.SpanContext(1, 2, False, trace_api.TraceFlags(1))
+    probe = trace.SpanContext(1, 2, False, trace.TraceFlags(1))
     for index, item in enumerate(probe if isinstance(probe, tuple) else ()):
         if item is probe.trace_flags:
-            return trace_api.SpanContext, index
+            return trace.SpanContext, index
     return _NoLayout, 0
 
 
 # -- the SDK's metric internals ------------------------------------------------------
+
+
+def _metric_internal(module: str, name: str) -> Any:
+    """`name` of `opentelemetry.sdk.metrics._internal.<module>`, or None where this SDK
+    has no such thing (then `histogram_streams` says None: the SDK records)."""
+    try:
+        found = importlib.import_module(f"opentelemetry.sdk.metrics._internal.{module}")
+    except ImportError:
+        return None
+    return getattr(found, name, None)
+
+
+class ExemplarRule:
+    """Which measurements the provider's exemplar filter lets exemplars be made of."""
+
+    TRACE_BASED = "trace_based"
+    ALWAYS_ON = "always_on"
+    ALWAYS_OFF = "always_off"
+    CUSTOM = "custom"
+
+
+_hash_attributes = _metric_internal("_view_instrument_match", "_hash_attributes")
+_Histogram = _metric_internal("instrument", "_Histogram")
+_DropAggregation = _metric_internal("aggregation", "_DropAggregation")
+_ExplicitBucketAggregation = _metric_internal("aggregation", "_ExplicitBucketHistogramAggregation")
+_AlignedReservoir = _metric_internal("exemplar", "AlignedHistogramBucketExemplarReservoir")
+_FILTERS = {
+    _metric_internal("exemplar", "TraceBasedExemplarFilter"): ExemplarRule.TRACE_BASED,
+    _metric_internal("exemplar", "AlwaysOnExemplarFilter"): ExemplarRule.ALWAYS_ON,
+    _metric_internal("exemplar", "AlwaysOffExemplarFilter"): ExemplarRule.ALWAYS_OFF,
+}
+_INTERNALS_FOUND = None not in (
+    _hash_attributes,
+    _Histogram,
+    _DropAggregation,
+    _ExplicitBucketAggregation,
+    _AlignedReservoir,
+    *_FILTERS,
+)
 
 Attributes = dict[str, Any]
 
@@ -131,27 +316,14 @@ _MATCH_FIELDS = (
 )
 
 
-class ExemplarRule:
-    """Which measurements the provider's exemplar filter lets exemplars be made of."""
-
-    TRACE_BASED = "trace_based"
-    ALWAYS_ON = "always_on"
-    ALWAYS_OFF = "always_off"
-    CUSTOM = "custom"
-
-
 def exemplar_filter(provider: Any) -> tuple[str, Any]:
     """(rule, filter): one of `ExemplarRule`, and the filter object for `CUSTOM`."""
     config = getattr(provider, "_sdk_config", None)
     found = getattr(config, "exemplar_filter", None)
-    kind = type(found)
-    if kind is TraceBasedExemplarFilter:
-        return ExemplarRule.TRACE_BASED, found
-    if kind is AlwaysOnExemplarFilter:
-        return ExemplarRule.ALWAYS_ON, found
-    if kind is AlwaysOffExemplarFilter:
-        return ExemplarRule.ALWAYS_OFF, found
-    if isinstance(found, ExemplarFilter):
+    rule = _FILTERS.get(type(found))
+    if rule is not None:
+        return rule, found
+    if callable(getattr(found, "should_sample", None)):
         return ExemplarRule.CUSTOM, found
     return ExemplarRule.TRACE_BASED, None
 
@@ -211,11 +383,11 @@ def histogram_streams(instrument: Any) -> list[Stream] | None:
             aggregation = match._aggregation
             if type(aggregation) is _DropAggregation:
                 continue
-            if type(aggregation) is not _ExplicitBucketHistogramAggregation or not all(
+            if type(aggregation) is not _ExplicitBucketAggregation or not all(
                 hasattr(aggregation, name) for name in _AGGREGATION_FIELDS
             ):
                 return None
-            if type(aggregation._reservoir) is not AlignedHistogramBucketExemplarReservoir:
+            if type(aggregation._reservoir) is not _AlignedReservoir:
                 return None
             keys = match._view._attribute_keys
             streams.append(
@@ -232,7 +404,7 @@ def histogram_streams(instrument: Any) -> list[Stream] | None:
 
 
 def _reader_storages(instrument: Any) -> Iterable[Any] | None:
-    if type(instrument) is not _Histogram:
+    if not _INTERNALS_FOUND or type(instrument) is not _Histogram:
         return None
     consumer = getattr(instrument, "_measurement_consumer", None)
     storages = getattr(consumer, "_reader_storages", None)
@@ -340,4 +512,4 @@ _EMPTY_CONTEXT = Context()
 def _context_of(span_context: Any) -> Context:
     if span_context is None:
         return _EMPTY_CONTEXT
-    return trace_api.set_span_in_context(trace_api.NonRecordingSpan(span_context))
+    return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
