@@ -44,7 +44,7 @@ SPANS: dict[str, Any] = {
 
 
 def _table(bounds: tuple[float, ...], min_max: bool, limit: int = 2000) -> _streamtable.StreamTable:
-    return _streamtable.StreamTable(Stream(bounds, min_max, None, limit, False, None), NAMES)
+    return _streamtable.StreamTable(Stream(bounds, min_max, None, limit, False, None, True), NAMES)
 
 
 def _recorders(table_c: Any, table_py: Any) -> tuple[Any, Any]:

@@ -14,6 +14,7 @@ of the HTTP semantic conventions are opt-in (`opt_in_metrics=` or
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -234,6 +235,13 @@ class ServerMetrics:
             self._response_size.record(response_size, key)
 
 
+def _takes_bucket_advice(meter: metrics.Meter) -> bool:
+    """SDKs before 1.2x take no bucket advice: their histograms get the default buckets
+    (docs/metrics.md says how a view sets the conventions' ones)."""
+    parameters = inspect.signature(meter.create_histogram).parameters
+    return "explicit_bucket_boundaries_advisory" in parameters
+
+
 def _active_attributes(opened: tuple[Any, ...]) -> dict[str, Any]:
     method, scheme = opened[0], opened[1]
     attributes = {} if method is None else {"http.request.method": method}
@@ -251,8 +259,10 @@ def _histogram(
     *,
     buckets: tuple[float, ...] | None = None,
 ) -> Recorder:
-    instrument = meter.create_histogram(
-        name, unit, description, explicit_bucket_boundaries_advisory=buckets
+    instrument = (
+        meter.create_histogram(name, unit, description, explicit_bucket_boundaries_advisory=buckets)
+        if buckets is not None and _takes_bucket_advice(meter)
+        else meter.create_histogram(name, unit, description)
     )
     # HOOKTEL_OTEL_FAST_PATH=0 records through the SDK here too (the tests compare both).
     aggregated = (

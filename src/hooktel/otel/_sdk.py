@@ -24,10 +24,12 @@ from __future__ import annotations
 import contextvars
 import importlib
 import logging
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from time import time_ns
 from typing import Any
 
 from opentelemetry import context as context_api
@@ -269,6 +271,7 @@ class ExemplarRule:
 _hash_attributes = _metric_internal("_view_instrument_match", "_hash_attributes")
 _Histogram = _metric_internal("instrument", "_Histogram")
 _DropAggregation = _metric_internal("aggregation", "_DropAggregation")
+_DefaultAggregation = _metric_internal("aggregation", "DefaultAggregation")
 _ExplicitBucketAggregation = _metric_internal("aggregation", "_ExplicitBucketHistogramAggregation")
 _AlignedReservoir = _metric_internal("exemplar", "AlignedHistogramBucketExemplarReservoir")
 _FILTERS = {
@@ -277,8 +280,8 @@ _FILTERS = {
     _metric_internal("exemplar", "AlwaysOffExemplarFilter"): ExemplarRule.ALWAYS_OFF,
 }
 _INTERNALS_FOUND = None not in (
-    _hash_attributes,
     _Histogram,
+    _DefaultAggregation,
     _DropAggregation,
     _ExplicitBucketAggregation,
     _AlignedReservoir,
@@ -308,12 +311,20 @@ _MATCH_FIELDS = (
     "_view",
     "_aggregation",
     "_attributes_aggregation",
+    "_instrument",
+    "_instrument_class_aggregation",
+    "collect",
+)
+"""What a stream (`_ViewInstrumentMatch`) has in every SDK the metrics support (1.28+)."""
+_LIMITED_MATCH_FIELDS = (
     "_cardinality_limit",
     "_reset_on_collect",
     "_previous_collection_start_nanos",
     "_get_or_create_aggregation",
-    "collect",
 )
+"""What newer SDKs' streams have besides: a cardinality limit (and its overflow point), delta
+streams that forget their attribute sets at each collection, and `_hash_attributes` keys.
+Older ones (1.28) key by `frozenset(attributes.items())`, never forget, have no limit."""
 
 
 def exemplar_filter(provider: Any) -> tuple[str, Any]:
@@ -340,6 +351,8 @@ class Stream:
     resets_on_collect: bool
     """Delta temporality: the SDK forgets every attribute set when it collects."""
     match: Any
+    limited: bool
+    """The newer layout (`_LIMITED_MATCH_FIELDS`)."""
 
 
 @dataclass
@@ -390,14 +403,18 @@ def histogram_streams(instrument: Any) -> list[Stream] | None:
             if type(aggregation._reservoir) is not _AlignedReservoir:
                 return None
             keys = match._view._attribute_keys
+            limited = _hash_attributes is not None and all(
+                hasattr(match, name) for name in _LIMITED_MATCH_FIELDS
+            )
             streams.append(
                 Stream(
                     boundaries=tuple(aggregation._boundaries),
                     record_min_max=bool(aggregation._record_min_max),
                     attribute_keys=None if keys is None else frozenset(keys),
-                    cardinality_limit=int(match._cardinality_limit),
-                    resets_on_collect=bool(match._reset_on_collect),
+                    cardinality_limit=int(match._cardinality_limit) if limited else sys.maxsize,
+                    resets_on_collect=bool(match._reset_on_collect) if limited else False,
                     match=match,
+                    limited=limited,
                 )
             )
     return streams
@@ -412,10 +429,13 @@ def _reader_storages(instrument: Any) -> Iterable[Any] | None:
 
 
 def watch_readers(instrument: Any, changed: Callable[[], None]) -> None:
-    """Call `changed()` after a metric reader is added to or removed from the provider."""
+    """Call `changed()` after a metric reader is added to or removed from the provider
+    (SDKs before 1.3x have a fixed set of readers: nothing to watch)."""
     consumer = instrument._measurement_consumer
     for name in ("add_metric_reader", "remove_metric_reader"):
-        original = getattr(consumer, name)
+        original = getattr(consumer, name, None)
+        if original is None:
+            continue
 
         def wrapped(reader: Any, original: Callable[[Any], None] = original) -> None:
             original(reader)
@@ -467,7 +487,7 @@ def before_collect(stream: Stream, drain: Callable[[], Sequence[Series]]) -> Non
             drain_now = _before_collect.get(match)
             if drain_now is not None:
                 try:
-                    _feed(match, drain_now())
+                    _feed(stream, drain_now())
                 except Exception:  # the SDK's collection goes on with what it has
                     _logger.exception(
                         "hooktel: the requests aggregated since the last collection could not "
@@ -478,16 +498,12 @@ def before_collect(stream: Stream, drain: Callable[[], Sequence[Series]]) -> Non
         match.collect = collect
 
 
-def _feed(match: Any, series: Sequence[Series]) -> None:
+def _feed(stream: Stream, series: Sequence[Series]) -> None:
     """Add each series to its aggregation, as the SDK's `consume_measurement` would have."""
     for one in series:
-        key = _hash_attributes(one.attributes)
-        with match._lock:
-            created = key not in match._attributes_aggregation
-            aggregation = match._get_or_create_aggregation(key, one.attributes)
+        aggregation, new = _aggregation_of(stream, one.attributes)
         with aggregation._lock:
-            if created and match._previous_collection_start_nanos is None:
-                # The SDK starts a new attribute set's point when it is first measured.
+            if new:  # the SDK starts a new attribute set's point when it is first measured
                 aggregation._start_time_unix_nano = one.first_ns
                 aggregation._previous_collection_start_nano = one.first_ns
             counts = aggregation._value
@@ -504,6 +520,32 @@ def _feed(match: Any, series: Sequence[Series]) -> None:
                 aggregation._reservoir.offer(
                     value, time_unix_nano, attributes, _context_of(span_context)
                 )
+
+
+def _aggregation_of(stream: Stream, attributes: Attributes) -> tuple[Any, bool]:
+    """The stream's aggregation for `attributes`, and whether it starts at its first
+    measurement (else the SDK started it at the previous delta collection)."""
+    match = stream.match
+    if stream.limited:
+        key = _hash_attributes(attributes)
+        with match._lock:
+            created = key not in match._attributes_aggregation
+            aggregation = match._get_or_create_aggregation(key, attributes)
+        return aggregation, created and match._previous_collection_start_nanos is None
+    key = frozenset(attributes.items())
+    with match._lock:
+        found = match._attributes_aggregation.get(key)
+        if found is not None:
+            return found, False
+        view = match._view
+        factory = view._aggregation
+        if isinstance(factory, _DefaultAggregation):
+            factory = match._instrument_class_aggregation[match._instrument.__class__]
+        found = factory._create_aggregation(
+            match._instrument, attributes, view._exemplar_reservoir_factory, time_ns()
+        )
+        match._attributes_aggregation[key] = found
+        return found, True
 
 
 _EMPTY_CONTEXT = Context()
