@@ -17,6 +17,7 @@ from setuptools.command.build_ext import build_ext
 
 EXTENSIONS = [
     Extension("hooktel._core", ["src/hooktel/_core.c"]),
+    Extension("hooktel.otel._encoder", ["src/hooktel/otel/_encoder.c"]),
 ]
 
 
