@@ -22,9 +22,10 @@ from .. import __version__, attach, detach, frameworks, httpserver
 from .._instrument import Instrument, InstrumentKind
 from .._registry import InstrumentRef
 from ._config import Config
+from ._otlp_processor import ExportStats, OTLPSpanProcessor
 from ._spans import ServerSpans
 
-__all__ = ["HttpInstrumentation"]
+__all__ = ["ExportStats", "HttpInstrumentation", "OTLPSpanProcessor"]
 
 _NAME = "hooktel.otel"
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
