@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
+import threading
 import weakref
 from collections import deque
 from collections.abc import Mapping
@@ -100,6 +102,8 @@ class OTLPSpanProcessor(SpanProcessor):
         this = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _call(this, "_start"))
         atexit.register(_call, this, "shutdown")
+        _live.add(self)
+        _flush_on_sigterm()
 
     def _start(self) -> None:
         """A fresh queue and export thread (at construction, and in a forked child).
@@ -154,6 +158,37 @@ class OTLPSpanProcessor(SpanProcessor):
             queued=len(self._queue) + counts.in_flight,
             left_out_attributes=counts.left_out_attributes,
         )
+
+
+_live: weakref.WeakSet[OTLPSpanProcessor] = weakref.WeakSet()
+
+
+def _flush_on_sigterm() -> None:
+    """Send the queue before a SIGTERM ends the process, where SIGTERM would just kill it.
+
+    Exit handlers (`atexit`) do not run when a process dies of a signal. Where
+    SIGTERM still has its default action (and only there, in the main thread),
+    a handler shuts the processors down, then dies of the same signal as
+    before. A server that handles SIGTERM itself (gunicorn, uvicorn while it
+    runs) is left alone; uvicorn, once it has stopped, raises the signal again
+    under the handler it found at start: this one when the processor was made
+    before uvicorn started (`opentelemetry-instrument`, a main module), else
+    the default one, which loses the queue (see docs/export.md).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _shutdown_then_die)
+    except (ValueError, OSError):  # no signals here (an embedded interpreter)
+        return
+
+
+def _shutdown_then_die(signum: int, frame: object) -> None:
+    for processor in list(_live):
+        processor.shutdown()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
 
 
 def _call(ref: weakref.ref[OTLPSpanProcessor], method: str) -> Any:

@@ -1,9 +1,13 @@
 """POSTs encoded batches to an OTLP/HTTP endpoint, retrying what is worth retrying.
 
-One keep-alive connection (`http.client`, the standard library: no
-`requests` session per process), used by the export thread only. A socket
-call releases the GIL, so the request threads run while a batch is on the
-wire. The rules (OTLP/HTTP, and what the issue asks):
+One keep-alive connection, used by the export thread only. The request goes
+out in one `sendall` (head and body together, TCP_NODELAY): `http.client`
+sends the head and the body apart, and under load each of its socket calls
+costs the export thread a wait for the GIL (up to the 5 ms switch interval)
+and can meet Nagle's algorithm; the answer is read with `http.client`'s
+response parser (any framing, chunked included). A socket call releases the
+GIL, so the request threads run while a batch is on the wire. The rules
+(OTLP/HTTP, and what the issue asks):
 
 - 2xx: sent.
 - 429, 502, 503, 504, a connection error or a timeout: retried with
@@ -24,6 +28,7 @@ import gzip
 import http.client
 import logging
 import random
+import socket
 import time
 import zlib
 from dataclasses import dataclass
@@ -61,19 +66,21 @@ class OTLPSender:
         self._target = (url.path or "/") + (f"?{url.query}" if url.query else "")
         self._timeout = config.timeout
         self._compression = config.compression
-        self._headers = {
+        headers = {
+            "Host": self._host if url.port is None else f"{self._host}:{self._port}",
             "Content-Type": "application/x-protobuf",
             "User-Agent": USER_AGENT,
             **({"Content-Encoding": config.compression} if config.compression != "none" else {}),
             **config.headers,
         }
+        self._head = _request_head(self._target, headers)
         self._tls = _tls_context(config) if self._https else None
-        self._connection: http.client.HTTPConnection | None = None
+        self._socket: socket.socket | None = None
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
     def send(self, payload: bytes, deadline: float) -> SendOutcome:
         """POST `payload`, retrying until it is sent, refused, or `deadline` (monotonic) passes."""
@@ -83,7 +90,7 @@ class OTLPSender:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return SendOutcome(False, "export timeout reached")
-            reused = self._connection is not None
+            reused = self._socket is not None
             try:
                 status, retry_after = self._post(body, min(self._timeout, remaining))
             except (OSError, http.client.HTTPException) as exc:
@@ -113,24 +120,39 @@ class OTLPSender:
 
     def _post(self, body: bytes, timeout: float) -> tuple[int, float | None]:
         """One POST on the keep-alive connection; the status and any Retry-After (s)."""
-        connection = self._connection
-        if connection is None:
-            connection = self._connection = self._connect(timeout)
-        elif connection.sock is not None:
-            connection.sock.settimeout(timeout)
-        connection.request("POST", self._target, body, self._headers)
-        response = connection.getresponse()
-        response.read()  # the body (an ExportTraceServiceResponse) must be read to reuse it
+        sock = self._socket
+        if sock is None:
+            sock = self._socket = self._connect(timeout)
+        else:
+            sock.settimeout(timeout)
+        sock.sendall(b"%s%d\r\n\r\n%s" % (self._head, len(body), body))
+        response = http.client.HTTPResponse(sock, method="POST")
+        try:
+            response.begin()
+            response.read()  # the body (an ExportTraceServiceResponse) must be read to reuse it
+        finally:
+            response.close()  # its file object only; the socket stays open for the next batch
         if response.will_close:
             self.close()
         return response.status, _retry_after(response.getheader("Retry-After"))
 
-    def _connect(self, timeout: float) -> http.client.HTTPConnection:
+    def _connect(self, timeout: float) -> socket.socket:
+        sock = socket.create_connection((self._host, self._port), timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self._tls is not None:
-            return http.client.HTTPSConnection(
-                self._host, self._port, timeout=timeout, context=self._tls
-            )
-        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+            sock = self._tls.wrap_socket(sock, server_hostname=self._host)
+        return sock
+
+
+def _request_head(target: str, headers: dict[str, str]) -> bytes:
+    """The request line and headers, up to the Content-Length value (added per batch)."""
+    lines = [f"POST {target} HTTP/1.1"]
+    for name, value in headers.items():
+        if not name or any(c in name for c in ":\r\n") or any(c in value for c in "\r\n"):
+            raise ValueError(f"OTLP header {name!r}: not a valid HTTP header")
+        lines.append(f"{name}: {value}")
+    lines.append("Content-Length: ")
+    return "\r\n".join(lines).encode("latin-1")
 
 
 def _tls_context(config: ExportConfig) -> ssl.SSLContext:
