@@ -78,12 +78,14 @@ class Fault:
     """How POSTs are answered: `status` (with `retry_after`), after `delay` seconds.
 
     `times`: only the next that many POSTs; None: every POST until changed.
+    `rejected`: a 200 that reports that many spans rejected (an OTLP partial success).
     """
 
     status: int = 200
     delay: float = 0.0
     retry_after: str | None = None
     times: int | None = None
+    rejected: int = 0
 
 
 class OtlpReceiver(ThreadingHTTPServer):
@@ -146,7 +148,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.received.append(request)
                 self.server.count += spans
         if fault.status == 200:
-            payload = ExportTraceServiceResponse().SerializeToString()
+            response = ExportTraceServiceResponse()
+            if fault.rejected:
+                response.partial_success.rejected_spans = fault.rejected
+                response.partial_success.error_message = "too old"
+            payload = response.SerializeToString()
             answer(self, payload, "application/x-protobuf")
             return
         self.send_response(fault.status)

@@ -168,6 +168,16 @@ def test_429_is_retried_after_the_retry_after_it_asked_for(
     check_received_once(receiver, 20)
 
 
+def test_spans_a_receiver_rejects_in_a_partial_success_count_as_failed(
+    receiver: ReceiverProcess, tmp_path: Path
+) -> None:
+    receiver.set_fault(Fault(rejected=3, times=1))
+    with otlp_server("uvicorn", tmp_path, receiver.endpoint) as app:
+        serve(app, 10)
+        stats = app.stats(flush=True)
+    assert (stats["exported"], stats["failed"]) == (SPANS_PER_REQUEST * 10 - 3, 3)
+
+
 @pytest.mark.parametrize("status", [502, 503, 504])
 def test_gateway_errors_are_retried_with_backoff(
     receiver: ReceiverProcess, tmp_path: Path, status: int

@@ -132,6 +132,24 @@ def test_a_header_that_would_split_the_request_is_refused() -> None:
         OTLPSpanProcessor(headers={"x": "1\r\nHost: evil"})
 
 
+@pytest.mark.parametrize(
+    ("rejected", "message"), [(0, ""), (1, ""), (3, "too old"), (2**40, "é" * 200)]
+)
+def test_a_partial_success_is_read_from_the_response(rejected: int, message: str) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
+
+    from hooktel.otel._otlp_sender import partial_success
+
+    response = ExportTraceServiceResponse()
+    response.partial_success.rejected_spans = rejected
+    response.partial_success.error_message = message
+    assert partial_success(response.SerializeToString()) == (rejected, message)
+    assert partial_success(b"") == (0, "")
+    assert partial_success(b"\x0a\x05\x08") == (0, "")  # truncated: no rejection read
+
+
 # -- shutdown and flush, in process ---------------------------------------------------------
 
 

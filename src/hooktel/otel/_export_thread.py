@@ -153,18 +153,32 @@ class ExportThread:
         elif time.monotonic() >= deadline:
             outcome = SendOutcome(False, "export timeout reached at shutdown")
         else:
-            outcome = self._sender.send(payload, deadline)
+            outcome = self._send_safely(payload, deadline)
+        sent = len(spans) - bad
         with self._lock:
             self._in_flight = 0
             self._left_out += left_out
             self._failed += bad
             if outcome.sent:
-                self._exported += len(spans) - bad
+                rejected = min(outcome.rejected, sent)
+                self._exported += sent - rejected
+                self._failed += rejected
+                if rejected:
+                    self._reason = f"the receiver rejected {rejected}: {outcome.reason}"
             else:
-                self._failed += len(spans) - bad
+                self._failed += sent
                 self._reason = outcome.reason
         if bad:
             self._reason = f"{bad} span(s) could not be encoded"
+
+    def _send_safely(self, payload: bytes, deadline: float) -> SendOutcome:
+        """The sender's outcome; whatever it raises fails this batch, not the thread."""
+        try:
+            return self._sender.send(payload, deadline)
+        except Exception as exc:
+            self._sender.close()
+            logger.exception("hooktel: sending an OTLP batch failed unexpectedly")
+            return SendOutcome(False, f"{type(exc).__name__}: {exc}")
 
     def _close(self) -> None:
         """After the last drain: spans that slipped in meanwhile are counted as dropped."""

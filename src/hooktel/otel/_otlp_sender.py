@@ -31,6 +31,7 @@ import random
 import socket
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -49,10 +50,14 @@ BACKOFF_MAX = 8.0
 
 @dataclass(frozen=True)
 class SendOutcome:
-    """How one batch went: sent or not, and why not (for the warning)."""
+    """How one batch went: sent or not, and why not (for the warning).
+
+    `rejected`: spans the receiver took the batch without (an OTLP partial success).
+    """
 
     sent: bool
     reason: str = ""
+    rejected: int = 0
 
 
 class OTLPSender:
@@ -92,7 +97,7 @@ class OTLPSender:
                 return SendOutcome(False, "export timeout reached")
             reused = self._socket is not None
             try:
-                status, retry_after = self._post(body, min(self._timeout, remaining))
+                status, retry_after, answer = self._post(body, min(self._timeout, remaining))
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
                 if reused and attempt == 0 and _closed_while_idle(exc):
@@ -101,7 +106,8 @@ class OTLPSender:
                 reason, wait = f"{type(exc).__name__}: {exc}", _backoff(attempt)
             else:
                 if 200 <= status < 300:
-                    return SendOutcome(True)
+                    rejected, message = partial_success(answer)
+                    return SendOutcome(True, message, rejected)
                 reason = f"HTTP {status}"
                 if status not in RETRYABLE_STATUSES:
                     return SendOutcome(False, reason)
@@ -118,8 +124,8 @@ class OTLPSender:
             return zlib.compress(payload)
         return payload
 
-    def _post(self, body: bytes, timeout: float) -> tuple[int, float | None]:
-        """One POST on the keep-alive connection; the status and any Retry-After (s)."""
+    def _post(self, body: bytes, timeout: float) -> tuple[int, float | None, bytes]:
+        """One POST on the keep-alive connection; the status, any Retry-After (s), the body."""
         sock = self._socket
         if sock is None:
             sock = self._socket = self._connect(timeout)
@@ -129,12 +135,12 @@ class OTLPSender:
         response = http.client.HTTPResponse(sock, method="POST")
         try:
             response.begin()
-            response.read()  # the body (an ExportTraceServiceResponse) must be read to reuse it
+            answer = response.read()  # read whole, also to reuse the connection
         finally:
             response.close()  # its file object only; the socket stays open for the next batch
         if response.will_close:
             self.close()
-        return response.status, _retry_after(response.getheader("Retry-After"))
+        return response.status, _retry_after(response.getheader("Retry-After")), answer
 
     def _connect(self, timeout: float) -> socket.socket:
         sock = socket.create_connection((self._host, self._port), timeout)
@@ -153,6 +159,58 @@ def _request_head(target: str, headers: dict[str, str]) -> bytes:
         lines.append(f"{name}: {value}")
     lines.append("Content-Length: ")
     return "\r\n".join(lines).encode("latin-1")
+
+
+def partial_success(answer: bytes) -> tuple[int, str]:
+    """`rejected_spans` and `error_message` of an `ExportTraceServiceResponse`, if any.
+
+    The response is `{partial_success = 1: {rejected_spans = 1 (int64),
+    error_message = 2 (string)}}`; anything unreadable counts as no rejection.
+    """
+    try:
+        for number, value in _fields(answer):
+            if number == 1 and isinstance(value, bytes):
+                rejected, message = 0, ""
+                for inner, item in _fields(value):
+                    if inner == 1 and isinstance(item, int):
+                        rejected = item
+                    elif inner == 2 and isinstance(item, bytes):
+                        message = item.decode("utf-8", "replace")
+                return max(0, rejected), message
+    except (IndexError, ValueError):
+        pass
+    return 0, ""
+
+
+def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
+    """The (field number, value) pairs of a protobuf message: varints and length-delimited."""
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        if key & 7 == 0:
+            value, pos = _varint(data, pos)
+            yield key >> 3, value
+        elif key & 7 == 2:
+            size, pos = _varint(data, pos)
+            if pos + size > len(data):
+                raise ValueError("truncated")
+            yield key >> 3, data[pos : pos + size]
+            pos += size
+        else:
+            raise ValueError("a wire type an OTLP response does not use")
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
 
 
 def _tls_context(config: ExportConfig) -> ssl.SSLContext:
