@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -429,3 +431,11 @@ def test_the_encoder_accepts_any_iterable_of_spans() -> None:
     assert native.encode_spans([]) == (b"", 0)
     with pytest.raises(TypeError):
         native.encode_spans(5)
+
+
+@pytest.mark.skipif(not os.environ.get("HOOKTEL_EXPECT_SANITIZED"), reason="ASan run only")
+def test_the_sanitized_encoder_is_the_one_tested() -> None:
+    """scripts/asan.sh builds into a copy of src/: the encoder under test must be that one."""
+    assert native is not None
+    root = Path(__file__).resolve().parents[2]
+    assert not Path(native.__file__).is_relative_to(root)
