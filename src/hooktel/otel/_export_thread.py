@@ -103,6 +103,10 @@ class ExportThread:
             self._thread.join(self._config.export_timeout + 5.0)
         self._sender.close()
 
+    def abandon(self) -> None:
+        """In a forked child: close the child's copy of the connection, leave the rest."""
+        self._sender.close()
+
     # -- the thread -----------------------------------------------------------------------
 
     def _run(self) -> None:

@@ -111,6 +111,9 @@ class OTLPSpanProcessor(SpanProcessor):
         A child process starts empty: the spans queued before the fork are the
         parent's to send, and the parent's thread and connection are not the child's.
         """
+        parents = getattr(self, "_thread", None)
+        if parents is not None:
+            parents.abandon()  # in the child: its copy of the parent's connection
         self._queue: deque[ReadableSpan] = deque()
         self._closed = False
         self._thread = ExportThread(self._queue, self.config)
