@@ -17,6 +17,7 @@ interquartile range; `python -m benchmarks.exportcost` prints them alone.
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import timeit
 from collections.abc import Callable
@@ -104,6 +105,10 @@ def request_span(seconds: float, repeats: int, native_processor: bool) -> Export
             label = "hooktel span start+end, OTLPSpanProcessor (RequestSpan handed over)"
         else:
             provider = tracer_provider(stack)
+            # Its queue fills while it is timed: each "Queue full" warning would be printed.
+            sdk_logger = logging.getLogger("opentelemetry.sdk._shared_internal")
+            stack.callback(sdk_logger.setLevel, sdk_logger.level)
+            sdk_logger.setLevel(logging.ERROR)
             label = "hooktel span start+end, BatchSpanProcessor (ReadableSpan copy)"
         fast = FastSpans.for_tracer(provider.get_tracer("hooktel-bench"))
         assert fast is not None

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import _native
-from . import _encoder_py
 from ._otlp_config import ExportConfig
 from ._otlp_sender import OTLPSender, SendOutcome
 
@@ -35,9 +34,11 @@ logger = logging.getLogger("hooktel.otel.export")
 _compiled = _native.load("hooktel.otel._encoder")
 ENCODER_NATIVE = _compiled is not None
 """True when batches are encoded by the compiled encoder, False by its Python twin."""
-encode_spans: Callable[[Sequence[Any]], tuple[bytes, int]] = (
-    _compiled.encode_spans if _compiled is not None else _encoder_py.encode_spans
-)
+encode_spans: Callable[[Sequence[Any]], tuple[bytes, int]]
+if _compiled is not None:
+    encode_spans = _compiled.encode_spans
+else:
+    from ._encoder_py import encode_spans
 WARN_INTERVAL = 5.0
 
 
