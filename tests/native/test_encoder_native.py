@@ -439,3 +439,49 @@ def test_the_sanitized_encoder_is_the_one_tested() -> None:
     assert native is not None
     root = Path(__file__).resolve().parents[2]
     assert not Path(native.__file__).is_relative_to(root)
+
+
+def test_encoding_again_and_again_keeps_no_memory() -> None:
+    """Every reference the C twin takes is released, on success and on error: no growth."""
+    assert native is not None
+    import gc
+    import tracemalloc
+
+    def batch() -> list[ReadableSpan]:
+        context = SpanContext(1, 2, True, TraceFlags(1), TraceState([("k", "v"), ("a", "b")]))
+        return [
+            _span(
+                context=context,
+                parent=context,
+                attributes=BoundedAttributes(
+                    8, {"s": "é", "i": 1, "l": ("a", "b"), "f": 0.5}, immutable=True
+                ),
+                events=[Event("e", {"m": {"k": [1, None]}, "bad": object()}, 5)],
+                links=[Link(context, {"x": b"y"})],
+                status=Status(StatusCode.ERROR, "no"),
+                instrumentation_scope=InstrumentationScope("s", "1", "u", {"a": 1}),
+            )
+            for _ in range(8)
+        ]
+
+    def once() -> None:
+        assert native is not None
+        spans = batch()
+        native.encode_spans(spans)
+        for bad in ({"kind": None}, {"end_time": -1}, {"parent": SpanContext(1, -2, False)}):
+            with pytest.raises((KeyError, OverflowError)):
+                native.encode_spans([*spans, _span(**bad)])  # the error paths release too
+
+    for _ in range(200):
+        once()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        for _ in range(2000):
+            once()
+        gc.collect()
+        growth = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    assert growth < 64 * 1024, f"{growth} bytes kept over 2000 batches"

@@ -780,17 +780,19 @@ trace_state_text(encoder_state *st, PyObject *trace_state)
     if (pairs == NULL) {
         return NULL;
     }
-    Py_ssize_t n = PyList_GET_SIZE(pairs);
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pairs); i++) {
         PyObject *key, *value;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(pairs, i), "OO;trace state items", &key, &value)) {
+        /* Held: the pair's items are borrowed until the piece is made. */
+        PyObject *pair = Py_NewRef(PyList_GET_ITEM(pairs, i));
+        PyObject *piece = NULL;
+        if (PyArg_ParseTuple(pair, "OO;trace state items", &key, &value)) {
+            piece = PyUnicode_FromFormat("%S=%S", key, value);
+        }
+        Py_DECREF(pair);
+        /* PyList_SetItem steals the piece and releases the pair it replaces. */
+        if (piece == NULL || PyList_SetItem(pairs, i, piece) < 0) {
             goto error;
         }
-        PyObject *piece = PyUnicode_FromFormat("%S=%S", key, value);
-        if (piece == NULL) {
-            goto error;
-        }
-        PyList_SET_ITEM(pairs, i, piece); /* steals piece, releases the pair */
     }
     PyObject *sep = PyUnicode_FromString(",");
     if (sep == NULL) {
