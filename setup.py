@@ -16,7 +16,17 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 EXTENSIONS = [
-    Extension("hooktel._core", ["src/hooktel/_core.c"]),
+    Extension(
+        "hooktel._core",
+        [
+            "src/hooktel/_core.c",
+            "src/hooktel/_core_attributes.c",
+            "src/hooktel/_core_operation.c",
+            "src/hooktel/_core_asgi.c",
+            "src/hooktel/_core_wsgi.c",
+        ],
+        depends=["src/hooktel/_core.h"],
+    ),
     Extension("hooktel.otel._encoder", ["src/hooktel/otel/_encoder.c"]),
 ]
 

@@ -1,127 +1,184 @@
-"""Demo: one trace across two real services on 127.0.0.1.
+"""Demo: one trace across two real services on 127.0.0.1, each in its own process.
 
-A client calls service A (a Starlette app under uvicorn); A's handler starts a
-child span and calls service B (a `ThreadingHTTPServer`) with the propagated
-`traceparent`. Every span is printed by the SDK's console exporter, one line
-each: trace id, span id, parent id, kind, name.
+`python examples/two_services.py` starts service A and service B, two Starlette
+apps under uvicorn in their own processes, each with its own `service.name` and
+no telemetry code in its handlers beyond the child spans it wants.
+`HttpInstrumentation().instrument()` is all the setup either has. A client
+sends two requests to A; A calls B with the propagated `traceparent`. Each
+service writes its finished spans as JSON lines; once both have stopped, the
+demo prints each trace as a tree first, then every span, service by service.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
+import os
+import signal
+import socket
+import subprocess
+import sys
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-import uvicorn
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-from hooktel.asgi import TelemetryMiddleware
-from hooktel.otel import HttpInstrumentation
-
-finished: list[ReadableSpan] = []
+SERVICES = {"service-a": "/items/{item_id}", "service-b": "/answers/{question}"}
 
 
-def one_line(span: ReadableSpan) -> str:
-    finished.append(span)
+class JsonLines(SpanExporter):
+    """One JSON line per finished span, on stdout (or into a list, for the client)."""
+
+    def __init__(self, into: list[dict[str, Any]] | None = None) -> None:
+        self.into = into
+
+    def export(self, spans: Any) -> SpanExportResult:
+        for span in spans:
+            record = as_dict(span)
+            if self.into is not None:
+                self.into.append(record)
+            else:
+                print(json.dumps(record), flush=True)
+        return SpanExportResult.SUCCESS
+
+
+def as_dict(span: ReadableSpan) -> dict[str, Any]:
     ctx, parent = span.context, span.parent
-    return (
-        f"trace={ctx.trace_id:032x} span={ctx.span_id:016x} "
-        f"parent={(f'{parent.span_id:016x}' if parent else '-'):16} "
-        f"{span.kind.name:8} {span.name!r} {json.dumps(dict(span.attributes or {}))}\n"
-    )
+    assert ctx is not None
+    return {
+        "service": span.resource.attributes["service.name"],
+        "trace_id": f"{ctx.trace_id:032x}",
+        "span_id": f"{ctx.span_id:016x}",
+        "parent_id": f"{parent.span_id:016x}" if parent else None,
+        "kind": span.kind.name,
+        "name": span.name,
+        "start": span.start_time,
+        "attributes": {
+            k: list(v) if isinstance(v, tuple) else v for k, v in span.attributes.items()
+        },
+    }
 
 
-provider = TracerProvider(resource=Resource.create({"service.name": "hooktel-demo"}))
-provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(formatter=one_line)))
-tracer = provider.get_tracer("demo")
-HttpInstrumentation().instrument(tracer_provider=provider, capture_request_headers=["accept"])
+def provider_for(service: str, into: list[dict[str, Any]] | None = None) -> TracerProvider:
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(SimpleSpanProcessor(JsonLines(into)))
+    return provider
 
 
-class ServiceB(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        with tracer.start_as_current_span("B: look up the answer"):
-            body = b'{"answer": 42}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-def call(url: str) -> bytes:
-    request = urllib.request.Request(url, headers={"accept": "application/json"})
+def call(tracer: trace.Tracer, url: str) -> bytes:
+    """GET `url` inside a CLIENT span, with the W3C trace context propagated."""
     with tracer.start_as_current_span(f"GET {url}", kind=trace.SpanKind.CLIENT):
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = {"accept": "application/json"}
         propagate.inject(headers)
-        for name, value in headers.items():
-            request.add_header(name, value)
+        request = urllib.request.Request(url, headers=headers)
         with urllib.request.urlopen(request, timeout=5) as response:
             return bytes(response.read())
 
 
-service_b = ThreadingHTTPServer(("127.0.0.1", 0), ServiceB)
-B_URL = f"http://127.0.0.1:{service_b.server_address[1]}/answer"
+# ---------------------------------------------------------------- the services
 
 
-async def handler(request: Request) -> JSONResponse:
-    with tracer.start_as_current_span("A: ask service B"):
-        answer = json.loads(call(B_URL))  # blocking is fine for a demo
-    return JSONResponse({"from_b": answer})
+def serve(service: str, b_url: str) -> None:
+    """Run one service: `service-a` answers /items/{item_id} by asking service B."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from hooktel.otel import HttpInstrumentation
+
+    provider = provider_for(service)
+    tracer = provider.get_tracer("demo")
+    HttpInstrumentation().instrument(tracer_provider=provider, capture_request_headers=["accept"])
+
+    def item(request: Request) -> JSONResponse:  # sync: Starlette runs it in a thread
+        with tracer.start_as_current_span("A: ask service B"):
+            answer = json.loads(call(tracer, f"{b_url}/answers/everything"))
+        return JSONResponse({"item": request.path_params["item_id"], "from_b": answer})
+
+    def answer(request: Request) -> JSONResponse:
+        with tracer.start_as_current_span("B: look up the answer"):
+            return JSONResponse({"question": request.path_params["question"], "answer": 42})
+
+    handler = item if service == "service-a" else answer
+    app = Starlette(routes=[Route(SERVICES[service], handler)])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # connections wait in the backlog until uvicorn serves
+    print(f"listening {sock.getsockname()[1]}", flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
 
 
-service_a = uvicorn.Server(
-    uvicorn.Config(
-        TelemetryMiddleware(Starlette(routes=[Route("/items/{item_id}", handler)])),
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
+# ---------------------------------------------------------------- the client and the output
+
+
+def start(service: str, b_url: str = "") -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, __file__, service, b_url],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-)
+    assert process.stdout is not None
+    first = process.stdout.readline()  # the service says its port once it can take requests
+    if not first.startswith("listening "):
+        process.kill()
+        raise SystemExit(f"{service} did not start: {first!r}")
+    return process, f"http://127.0.0.1:{first.split()[1]}"
+
+
+def stop(process: subprocess.Popen[str]) -> list[dict[str, Any]]:
+    """Stop a service (uvicorn shuts down on SIGTERM) and read the spans it wrote."""
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=10)
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
 def main() -> None:
-    threading.Thread(target=service_b.serve_forever, daemon=True).start()
-    threading.Thread(target=service_a.run, daemon=True).start()
-    deadline = time.monotonic() + 10
-    while not service_a.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    port = service_a.servers[0].sockets[0].getsockname()[1]
-    for item in (1, 2):
-        print(f"# client: GET /items/{item} -> {call(f'http://127.0.0.1:{port}/items/{item}')!r}")
-    service_a.should_exit = True
-    service_b.shutdown()
-    print_trees()
+    client_spans: list[dict[str, Any]] = []
+    client = provider_for("client", into=client_spans).get_tracer("demo")
+    b, b_url = start("service-b")
+    a, a_url = start("service-a", b_url)
+    try:
+        replies = [call(client, f"{a_url}/items/{item}") for item in (1, 2)]
+    finally:
+        spans = client_spans + stop(a) + stop(b)
+    print_trees(spans)
+    print()
+    for service in ("client", *SERVICES):
+        print(f"## spans of service.name={service}")
+        for span in (s for s in spans if s["service"] == service):
+            parent = span["parent_id"] or "-"
+            print(
+                f"trace={span['trace_id']} span={span['span_id']} parent={parent:16} "
+                f"{span['kind']:8} {span['name']!r} {json.dumps(span['attributes'])}"
+            )
+    print()
+    for reply in replies:
+        print(f"## client got {reply.decode()}")
 
 
-def print_trees() -> None:
-    """Each trace as a tree: a client, service A's server span, ..., service B's."""
-    children: dict[int | None, list[ReadableSpan]] = {}
-    for span in finished:
-        children.setdefault(span.parent.span_id if span.parent else None, []).append(span)
+def print_trees(spans: list[dict[str, Any]]) -> None:
+    """Each trace as a tree: the client, service A's server span, ..., service B's."""
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for span in spans:
+        children.setdefault(span["parent_id"], []).append(span)
 
-    def show(span: ReadableSpan, depth: int) -> None:
-        print(f"#   {'  ' * depth}{span.kind.name:8} {span.name}")
-        for child in sorted(
-            children.get(span.context.span_id, []), key=lambda s: s.start_time or 0
-        ):
+    def show(span: dict[str, Any], depth: int) -> None:
+        print(f"#   {'  ' * depth}{span['service']:10} {span['kind']:8} {span['name']}")
+        for child in sorted(children.get(span["span_id"], []), key=lambda s: s["start"]):
             show(child, depth + 1)
 
-    for root in children.get(None, []):
-        print(f"# trace {root.context.trace_id:032x}")
+    for root in sorted(children.get(None, []), key=lambda s: s["start"]):
+        print(f"# trace {root['trace_id']}")
         show(root, 0)
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1:
+        serve(sys.argv[1], sys.argv[2])
+    else:
+        main()

@@ -20,4 +20,4 @@ PYTHONPATH="$build/src" \
 LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" \
 ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 HOOKTEL_EXPECT_SANITIZED=1 \
-    .venv/bin/python -m pytest -p no:cacheprovider tests/native "$@"
+    .venv/bin/python -m pytest -p no:cacheprovider tests/native tests/servers "$@"

@@ -22,6 +22,7 @@ from ._registry import (
 
 __version__ = "0.1.0"
 
+_native.bind()
 NATIVE: bool = _native.core is not None
 """True when the compiled hook core runs; False where its pure-Python twin does
 (`HOOKTEL_PURE_PYTHON=1`, or no compiler when hooktel was installed)."""

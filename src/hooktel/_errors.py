@@ -1,23 +1,28 @@
-"""The one place hook failures are reported: a line on stderr, rate limited.
+"""The one place hook failures are reported: one line through `logging`, rate limited.
 
 A broken instrument must never break a request, and must never flood the log
 of a busy server either: at most `MAX_PER_SECOND` lines a second, then one
-line saying how many were suppressed.
+line saying how many were suppressed. The lines go to the `hooktel` logger
+(an error each, the count a warning), so an app's logging configuration
+decides where they end up; where logging has no handler at all (nothing
+configured it), they are written to stderr as they are.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import sys
 import threading
 import time
 from collections.abc import Callable
 
 MAX_PER_SECOND = 10
+logger = logging.getLogger("hooktel")
 
 
 class RateLimitedLog:
-    """Writes at most `limit` lines per one-second window to stderr."""
+    """Reports at most `limit` lines per one-second window (see the module docstring)."""
 
     def __init__(self, limit: int = MAX_PER_SECOND, clock: Callable[[], float] = time.monotonic):
         self._limit = limit
@@ -36,7 +41,7 @@ class RateLimitedLog:
                 self._written = 0
             if self._written < self._limit:
                 self._written += 1
-                _emit(line)
+                _emit(logging.ERROR, line)
             else:
                 self._suppressed += 1
 
@@ -47,15 +52,23 @@ class RateLimitedLog:
 
     def _flush_suppressed(self) -> None:
         if self._suppressed:
-            _emit(f"[hooktel] {self._suppressed} more hook error(s) suppressed (rate limit)")
+            _emit(
+                logging.WARNING,
+                f"[hooktel] {self._suppressed} more hook error(s) suppressed (rate limit)",
+            )
             self._suppressed = 0
 
 
-def _emit(line: str) -> None:
+def _emit(level: int, line: str) -> None:
     try:
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-    except Exception:  # stderr gone (closed, detached): nowhere left to report
+        if not logger.isEnabledFor(level):
+            return
+        if logger.hasHandlers():
+            logger.log(level, line)
+        else:  # logging not configured: stderr, as logging's last resort would, unformatted
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+    except Exception:  # stderr gone (closed, detached), a broken handler: nowhere to report
         pass
 
 

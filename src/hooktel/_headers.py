@@ -15,6 +15,7 @@ T = TypeVar("T")
 
 # RFC 9110 section 5.6.2: token = 1*tchar
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_LINE_BREAK = re.compile(r"[\r\n]+[ \t]*")
 _SENSITIVE_NAMES = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 _SENSITIVE_PARTS = ("api-key", "token", "session", "secret", "password", "csrf")
 
@@ -27,9 +28,30 @@ def is_token(name: str) -> bool:
 
 
 def is_sensitive(name: str) -> bool:
-    """True for headers whose values are never reported, whoever asks to capture them."""
-    name = name.lower()
+    """True for headers whose values are never reported, whoever asks to capture them.
+
+    `_` counts as `-`: CGI (and so every WSGI server) keeps `x-api_key` and
+    `X-Api-Key` under one environ key, and a client may spell either.
+    """
+    name = name.lower().replace("_", "-")
     return name in _SENSITIVE_NAMES or any(part in name for part in _SENSITIVE_PARTS)
+
+
+def unfold(value: str) -> str:
+    """`value` with each line break (and the folding whitespace after it) as one space.
+
+    RFC 9112 section 5.2: a recipient replaces each obsolete line folding with
+    spaces; no reported value may carry CR or LF.
+    """
+    if "\n" not in value and "\r" not in value:
+        return value
+    return _LINE_BREAK.sub(" ", value)
+
+
+def cgi_key(name: str) -> str:
+    """Where CGI (PEP 3333's environ) keeps request header `name`."""
+    key = name.upper().replace("-", "_")
+    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
 
 
 def cap(text: str, limit: int) -> str:
@@ -51,11 +73,12 @@ class HeaderCapture:
     must be redacted.
     """
 
-    __slots__ = ("keys", "names", "redacted")
+    __slots__ = ("cgi_keys", "keys", "names", "redacted")
 
     def __init__(self, prefix: str, names: Iterable[str]) -> None:
         self.names = tuple(names)
         self.keys = str_and_bytes({name: prefix + name for name in self.names})
+        self.cgi_keys = tuple((cgi_key(name), name) for name in self.names)  # for WSGI
         self.redacted = frozenset(prefix + name for name in self.names if is_sensitive(name))
 
     def collect(

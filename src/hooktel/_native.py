@@ -45,3 +45,33 @@ def _notice(name: str, exc: ImportError) -> None:
 
 core = load("hooktel._core")
 """The native hook core, or None where its Python twin runs."""
+
+
+def bind() -> None:
+    """Give the native core what it takes from its Python twin, once, at import.
+
+    Each value keeps one source of truth: the registry's list of hooks, the
+    error reporter, the size caps and header tables are the Python modules' own.
+    """
+    if core is None:
+        return
+    import traceback
+
+    from . import _errors, _headers, _http, _registry
+
+    core.configure(
+        hooks_by_kind=_registry.HOOKS_BY_KIND,
+        report_hook_error=_errors.report_hook_error,
+        format_exception=traceback.format_exception,
+        known_methods=_http.KNOWN_METHODS,
+        header_pairs=_http.header_pairs,
+        merge_injected=_registry.merge_injected,
+        cgi_scanned_keys=_http.CGI_SCANNED_KEYS,
+        redacted=_headers.REDACTED,
+        max_header_value=_headers.MAX_HEADER_VALUE,
+        max_url=_headers.MAX_URL,
+        max_message=_headers.MAX_MESSAGE,
+        max_stacktrace=_headers.MAX_STACKTRACE,
+        max_host=_http.MAX_HOST,
+        max_tracestate=_http.MAX_TRACESTATE,
+    )

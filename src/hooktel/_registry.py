@@ -27,6 +27,30 @@ from ._instrument import (
 )
 
 MAX_INJECTED_HEADERS = 20
+FRAMING_HEADERS = frozenset(
+    {
+        # RFC 9112 section 6: how the body is delimited.
+        "content-length",
+        "transfer-encoding",
+        # RFC 9110 section 7.6.1: connection-specific fields, and the fields the
+        # HTTP/2 and HTTP/3 mappings forbid for that reason (RFC 9113 section 8.2.2).
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "upgrade",
+        "te",
+        "trailer",
+        "http2-settings",
+        # RFC 9110 section 7.2: where the message is routed.
+        "host",
+    }
+)
+"""Headers that frame or route the message: the server's to write, never an instrument's.
+
+A second `Content-Length` or a `Transfer-Encoding` beside the server's own gives
+the client two conflicting framings (or the server refuses to send); a
+`Connection: close` or an `Upgrade` would change what happens to the connection.
+"""
 _BAD_VALUE = re.compile("[\u0100-\U0010ffff]")  # not latin-1
 
 # One slot per kind; `None` when nothing of that kind is attached. Server hook
@@ -72,15 +96,18 @@ class Hooks:
     """
 
     __slots__ = (
-        "_inject",
         "capture_request_headers",
         "capture_response_headers",
+        "end_hooks",
+        "error_hooks",
         "generate_id",
+        "inject_hooks",
         "notify_end",
         "notify_error",
         "notify_start",
         "request_capture",
         "response_capture",
+        "start_hooks",
     )
 
     def __init__(self, instruments: list[ValidInstrument]) -> None:
@@ -91,10 +118,14 @@ class Hooks:
                 if hook in inst.hooks
             )
 
-        self.notify_start = _notifier(bound("on_operation_start"), "on_operation_start")
-        self.notify_end = _notifier(bound("on_operation_end"), "on_operation_end")
-        self.notify_error = _notifier(bound("on_operation_error"), "on_operation_error")
-        self._inject = bound("on_operation_inject")
+        # (hook, name, version) per instrument: the native core calls these directly.
+        self.start_hooks = bound("on_operation_start")
+        self.end_hooks = bound("on_operation_end")
+        self.error_hooks = bound("on_operation_error")
+        self.notify_start = _notifier(self.start_hooks, "on_operation_start")
+        self.notify_end = _notifier(self.end_hooks, "on_operation_end")
+        self.notify_error = _notifier(self.error_hooks, "on_operation_error")
+        self.inject_hooks = bound("on_operation_inject")
         self.capture_request_headers = _union(i.capture_request_headers for i in instruments)
         self.capture_response_headers = _union(i.capture_response_headers for i in instruments)
         # None when empty, so the per-request check is a plain truth test.
@@ -113,11 +144,11 @@ class Hooks:
     def notify_inject(self, op_id: int) -> dict[str, str]:
         """Merge the headers instruments want on the response; the first to set one wins."""
         headers: dict[str, str] = {}
-        for hook, name, version in self._inject:
+        for hook, name, version in self.inject_hooks:
             try:
                 returned = hook(op_id)
                 if returned is not None:
-                    _merge_injected(headers, returned)
+                    merge_injected(headers, returned)
             except Exception as exc:
                 report_hook_error("on_operation_inject", name, version, exc)
         return headers
@@ -152,19 +183,35 @@ def _notifier(hooks: tuple[_Bound, ...], event: str) -> Notify:
     return notify
 
 
-def _merge_injected(headers: dict[str, str], returned: object) -> None:
+def merge_injected(headers: dict[str, str], returned: object) -> None:
+    """Add what one instrument's inject hook returned to `headers`; raise for what is dropped."""
     if type(returned) is not dict and not isinstance(returned, Mapping):  # dict: skip the ABC
         raise TypeError(f"returned {type(returned).__name__}, expected a mapping of headers")
     rejected = []
     for key, value in returned.items():
-        if not _valid_header(key, value):
+        if not _valid_header(key, value) or (name := key.lower()) in FRAMING_HEADERS:
             rejected.append(key)
         elif len(headers) < MAX_INJECTED_HEADERS:
-            headers.setdefault(key.lower(), value)
+            headers.setdefault(name, value)
     if rejected:
-        raise ValueError(
-            f"dropped invalid header(s) {rejected!r}: names and values must be str, no CR/LF"
+        raise ValueError(_rejection(rejected))
+
+
+def _rejection(rejected: list[object]) -> str:
+    """Why `rejected` were dropped, for the hook error line."""
+    framing = [k for k in rejected if isinstance(k, str) and k.lower() in FRAMING_HEADERS]
+    invalid = [k for k in rejected if k not in framing]
+    reasons = []
+    if invalid:
+        reasons.append(
+            f"dropped invalid header(s) {invalid!r}: names and values must be str, no CR/LF"
         )
+    if framing:
+        reasons.append(
+            f"dropped header(s) {framing!r}: headers that frame or route the message "
+            "are the server's"
+        )
+    return "; ".join(reasons)
 
 
 def _valid_header(name: object, value: object) -> bool:

@@ -6,27 +6,35 @@ middleware checks the registry once and awaits the app as it is.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+import contextvars
+import types
+from collections.abc import Awaitable, Callable, Generator, MutableMapping
+from typing import Any, TypeVar, cast
 
 from ._http import (
     CLIENT_DISCONNECTED,
     EXCEPTION_KEY,
     OPERATION_KEY,
     ROUTE_KEY,
+    HttpOperation,
     begin_http,
     header_pairs,
     omits_body,
 )
+from ._native import core
 from ._registry import HOOKS_BY_KIND, Hooks
+from .frameworks import install_notes
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+T = TypeVar("T")
 
 _HTTP = 1  # InstrumentKind.HTTP, as a constant index into HOOKS_BY_KIND
+
+install_notes()  # frameworks tell the route and the exceptions they answer through the scope
 
 
 class TelemetryMiddleware:
@@ -40,29 +48,69 @@ class TelemetryMiddleware:
         if hooks is None or scope["type"] != "http" or OPERATION_KEY in scope:
             await self.app(scope, receive, send)
             return
-        request = _Request(hooks, scope, receive, send)
+        await _Request(hooks, scope, receive, send).run(self.app)
+
+
+@types.coroutine
+def run_in_context(context: contextvars.Context, awaitable: Awaitable[T]) -> Generator[Any, Any, T]:
+    """Await `awaitable` with each of its steps run in `context`.
+
+    What the steps set in their context vars stays in `context`, whichever
+    task awaits: the request's own context for the app and the hooks, a copy
+    of the server's for the last send.
+    """
+    steps = context.run(awaitable.__await__)
+    # A plain iterator is a valid awaitable too (granian's): it takes no value, no throw.
+    step_send: Callable[[Any], Any] = getattr(steps, "send", None) or (lambda _: next(steps))
+    step_throw: Callable[[BaseException], Any] | None = getattr(steps, "throw", None)
+    advance, value = step_send, None
+    while True:
         try:
-            await self.app(scope, request.receive, request.send)
-        except BaseException as exc:
-            request.raised(exc)
+            yielded = context.run(advance, value)
+        except StopIteration as stop:
+            return cast("T", stop.value)
+        advance = step_send
+        try:
+            value = yield yielded
+        except GeneratorExit:
+            close = getattr(steps, "close", None)
+            if close is not None:
+                context.run(close)
             raise
-        request.returned()
+        except BaseException as exc:  # thrown in by the task (cancellation): throw it on
+            if step_throw is None:
+                raise
+            advance, value = step_throw, exc
 
 
 class _Request:
-    """One request's wrapped `receive`/`send` and its operation."""
+    """One request: its own context, its wrapped `receive`/`send`, and its operation.
 
-    __slots__ = ("_counts_body", "_receive", "_send", "op", "scope")
+    The app and the hooks run in a copy of the server's context, so nothing they
+    set (the current span of an instrument) leaks into the server's. The last
+    send runs in another copy, taken before the request began: a server may
+    start the next pipelined request inside it (uvicorn does), and that request
+    must start from the server's context, not from this one's.
+    """
+
+    __slots__ = ("_counts_body", "_receive", "_send", "_server_context", "context", "op", "scope")
 
     def __init__(self, hooks: Hooks, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
         self._receive = receive
         self._send = send
         self._counts_body = True
+        self._server_context = contextvars.copy_context()
+        self.context = contextvars.copy_context()
+        self.op = self.context.run(self._begin, hooks)
+        scope[OPERATION_KEY] = self.op.id
+
+    def _begin(self, hooks: Hooks) -> HttpOperation:
+        scope = self.scope
         server = scope.get("server")
         client = scope.get("client")
         raw_path = scope.get("raw_path")
-        self.op = begin_http(
+        return begin_http(
             hooks,
             method=scope["method"],
             scheme=scope.get("scheme", "http"),
@@ -73,16 +121,24 @@ class _Request:
             client=client or None,
             protocol=scope.get("http_version", ""),
         )
-        scope[OPERATION_KEY] = self.op.id
 
-    def raised(self, exc: BaseException) -> None:
+    async def run(self, app: ASGIApp) -> None:
+        context = self.context
+        try:
+            await run_in_context(context, context.run(app, self.scope, self.receive, self.send))
+        except BaseException as exc:
+            context.run(self._raised, exc)
+            raise
+        if not self.op.done:
+            context.run(self._returned)
+
+    def _raised(self, exc: BaseException) -> None:
         self._note_route()
         self.op.fail_with(exc)
 
-    def returned(self) -> None:
-        if not self.op.done:
-            self._note_route()
-            self.op.fail("RuntimeError", "ASGI app returned without completing the response")
+    def _returned(self) -> None:
+        self._note_route()
+        self.op.fail("RuntimeError", "ASGI app returned without completing the response")
 
     async def receive(self) -> Message:
         message = await self._receive()
@@ -96,22 +152,27 @@ class _Request:
     async def send(self, message: Message) -> None:
         op = self.op
         kind = message["type"]
+        last = False
         if kind == "http.response.start":
             message = self._start_response(message)
         elif kind == "http.response.body":
-            if self._counts_body:
-                op.body_size += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                # End before the last send: the server may start the next pipelined
-                # request from inside it, and must not inherit this one's context. A
-                # framework that answered an exception with a 5xx has noted it by now,
-                # and its route was noted when the response started.
-                op.complete(self.scope.get(EXCEPTION_KEY))
+            last = not message.get("more_body", False)
         try:
-            await self._send(message)
+            if last:
+                server_context = self._server_context
+                await run_in_context(server_context, server_context.run(self._send, message))
+            else:
+                await self._send(message)
         except OSError as exc:
             op.fail_with(exc, client_gone=True)
             raise
+        if _dropped_for_a_gone_client(self._send):
+            op.fail(CLIENT_DISCONNECTED, "client disconnected before the response was complete")
+        elif kind == "http.response.body":
+            if self._counts_body:
+                op.body_size += len(message.get("body", b""))
+            if last:  # a framework that answered an exception with a 5xx has noted it by now
+                op.complete(self.scope.get(EXCEPTION_KEY))
 
     def _start_response(self, message: Message) -> Message:
         op = self.op
@@ -126,35 +187,26 @@ class _Request:
         return {**message, "headers": [*headers, *extra]}
 
     def _note_route(self) -> None:
-        scope = self.scope
         # The first route seen wins: routers may undo theirs later.
-        if self.op.route is not None or ("route" not in scope and ROUTE_KEY not in scope):
-            return
-        route = scope.get(ROUTE_KEY) or _starlette_route(scope)
-        if isinstance(route, str):
-            self.op.route = route
+        if self.op.route is None:
+            route = self.scope.get(ROUTE_KEY)
+            if isinstance(route, str):
+                self.op.route = route
 
 
-def _starlette_route(scope: Scope) -> str | None:
-    """The matched Starlette route's template, after the paths of the `Mount`s above it.
+def _dropped_for_a_gone_client(send: Send) -> bool:
+    """True when the server's `send` dropped the message because the client is gone.
 
-    Starlette's router keeps the innermost route in `scope["route"]` and adds
-    each mount's path to `root_path`; `app_root_path` is the root path before them.
-    FastAPI's included routers keep the route as declared (without the prefixes)
-    there, and the whole template in their effective route context.
+    The ASGI spec asks servers to raise an `OSError` then; uvicorn returns
+    quietly instead, and flags its request cycle (the object `send` is bound to).
     """
-    fastapi = scope.get("fastapi")
-    effective = fastapi.get("effective_route_context") if isinstance(fastapi, dict) else None
-    path = getattr(effective, "path_format", None)
-    if not isinstance(path, str):
-        path = getattr(scope.get("route"), "path", None)
-    if not isinstance(path, str):
-        return None
-    root_path = scope.get("root_path") or ""
-    app_root_path = scope.get("app_root_path", root_path)
-    mounted = (
-        isinstance(root_path, str)
-        and isinstance(app_root_path, str)
-        and root_path.startswith(app_root_path)
-    )
-    return root_path[len(app_root_path) :] + path if mounted else path
+    return getattr(getattr(send, "__self__", None), "disconnected", False) is True
+
+
+PythonTelemetryMiddleware = TelemetryMiddleware
+"""The pure-Python middleware: the specification the compiled one is tested against."""
+if core is not None:
+    # Servers tell an ASGI 3 app by `__call__` being a coroutine function: the compiled
+    # class shows the twin's, while calls go to its C implementation.
+    core.mark_coroutine_call(core.AsgiMiddleware, PythonTelemetryMiddleware.__call__)
+    TelemetryMiddleware = core.AsgiMiddleware  # type: ignore[misc]

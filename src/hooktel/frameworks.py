@@ -1,47 +1,98 @@
-"""Hook points in the frameworks people run, so no app has to be wrapped by hand.
+"""Everything hooktel knows about web frameworks: the one seam to their internals.
 
-`instrument()` routes every Starlette/FastAPI, Flask and Django app through
-`hooktel.asgi` / `hooktel.wsgi` `TelemetryMiddleware`, and lets Django report
-its matched route. Frameworks that are not installed are skipped, and a
-framework is only imported here if it is installed. An app that is also
-wrapped by hand reports once: the outermost middleware wins.
+Two kinds of patches, both applied when the framework is imported (an import
+hook), so nothing here imports a framework the app does not use:
+
+- **Notes** tell the hook points what only the framework knows, through the
+  scope/environ keys of `hooktel._http`: the matched route template
+  (`hooktel.route`) and the exception the framework turned into its own 5xx
+  (`hooktel.exception`). They are installed as soon as a hook point module
+  (`hooktel.asgi`, `hooktel.wsgi`) is imported, so an app wrapped by hand
+  gets them too, and they work on apps built before they were installed.
+  They write only for requests a hook point reports, and stay installed.
+- **Hook points**: `instrument()` routes every Starlette/FastAPI, Flask and
+  Django app through `hooktel.asgi` / `hooktel.wsgi` `TelemetryMiddleware`,
+  so no app has to be wrapped by hand; `uninstrument()` removes them. An app
+  also wrapped by hand reports once: the outermost middleware wins.
+
+FastAPI 0.165 has OpenTelemetry tracing of its own, on whenever a global
+tracer provider is set. For the requests hooktel traces, its request span
+steps aside: FastAPI gets hooktel's SERVER span instead (which it cannot end),
+so its operation spans (dependencies, endpoint, serialization) become children
+of hooktel's span, and every request has one SERVER span. Its metrics and logs
+are left as they are.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
+import logging
 import sys
+import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from functools import partial
+from types import ModuleType
 from typing import Any
 
-from . import asgi, wsgi
-from ._http import EXCEPTION_KEY, ROUTE_KEY
+from ._http import EXCEPTION_KEY, OPERATION_KEY, ROUTE_KEY
+from ._importhook import Patcher, cancel, when_imported
 
-_patches: list[tuple[Any, str, Any]] = []  # (owner, attribute, original), to undo
+_log = logging.getLogger("hooktel")
+_lock = threading.Lock()
+
+traced_span: Callable[[int], Any] | None = None
+"""Set by `hooktel.otel` while it traces: operation id -> the SERVER span FastAPI may hold
+(one it can read and annotate but not end), or None for a request it does not trace."""
+
+
+# ---------------------------------------------------------------- notes and hook points
+
+_notes_installed = False
+_patches: list[tuple[Any, str, Any]] = []  # hook points: (owner, attribute, original), to undo
+_instrumented = False
+
+
+def install_notes() -> None:
+    """Let every framework tell the hook points its route and swallowed exception (once)."""
+    global _notes_installed  # noqa: PLW0603 - once per process
+    with _lock:
+        if _notes_installed:
+            return
+        _notes_installed = True
+    when_imported("starlette.routing", _note_starlette_routes)
+    when_imported("starlette.middleware.errors", _note_starlette_exceptions)
+    when_imported("fastapi.routing", _note_fastapi_routes)
+    when_imported("fastapi.telemetry._asgi", _fastapi_request_span_steps_aside)
+    when_imported("flask.ctx", _note_flask_routes)
+    when_imported("flask.signals", _note_flask_exceptions)
+    when_imported("django.core.handlers.base", _note_django_routes)
+    when_imported("django.core.signals", _note_django_exceptions)
 
 
 def instrument() -> None:
-    """Install the framework hook points; calling it again does nothing."""
-    if _patches:
-        return
-    for module, patcher in (
-        ("starlette.applications", _patch_starlette),
-        ("flask.app", _patch_flask),
-        ("django.core.handlers.base", _patch_django),
-    ):
-        if importlib.util.find_spec(module.partition(".")[0]) is not None:
-            patcher(importlib.import_module(module))
+    """Install the framework hook points (now or when each framework is imported); idempotent."""
+    global _instrumented  # noqa: PLW0603 - one set of hook points per process
+    with _lock:
+        if _instrumented:
+            return
+        _instrumented = True
+    install_notes()
+    when_imported("starlette.applications", _hook_starlette)
+    when_imported("fastapi.applications", _hook_fastapi)
+    when_imported("flask.app", _hook_flask)
+    when_imported("django.core.handlers.wsgi", _hook_django_wsgi)
+    when_imported("django.core.handlers.asgi", _hook_django_asgi)
 
 
 def uninstrument() -> None:
-    """Remove every framework hook point `instrument()` installed."""
-    while _patches:
-        owner, attribute, original = _patches.pop()
-        if attribute == "disconnect":  # a signal receiver, not a patched attribute
-            owner.disconnect(original)
-        else:
+    """Remove the hook points `instrument()` installed (the notes stay: they are inert)."""
+    global _instrumented  # noqa: PLW0603
+    with _lock:
+        _instrumented = False
+        cancel(_HOOK_POINTS)
+        while _patches:
+            owner, attribute, original = _patches.pop()
             setattr(owner, attribute, original)
 
 
@@ -51,27 +102,119 @@ def _patch(owner: Any, attribute: str, make: Callable[[Any], Any]) -> None:
     setattr(owner, attribute, make(original))
 
 
-def _patch_starlette(module: Any) -> None:
-    # __call__, not build_middleware_stack: FastAPI overrides the latter, and its
-    # __call__ ends in Starlette's.
-    def make(original: Any) -> Any:
-        async def __call__(self: Any, scope: Any, receive: Any, send: Any) -> None:
-            await _cached(self, asgi.TelemetryMiddleware, original)(scope, receive, send)
+def _cached(app: Any, wrap: Callable[[Any], Any], original: Any) -> Any:
+    """The app's own wrapped entry point, made on its first request.
 
-        return __call__
-
-    _patch(module.Starlette, "__call__", make)
-    # Starlette answers an exception with a 500 and re-raises it only after the
-    # response is out: note it on the way, inside its ServerErrorMiddleware.
-    errors = importlib.import_module("starlette.middleware.errors").ServerErrorMiddleware
-    _patch(errors, "__init__", _make_error_middleware_init)
+    One per patched class: FastAPI's `__call__` ends in Starlette's, and both are
+    patched (the inner hook point sees the request marked and steps aside).
+    """
+    key = f"_hooktel_entry_{original.__qualname__}"
+    wrapped = app.__dict__.get(key)
+    if wrapped is None:
+        wrapped = app.__dict__[key] = wrap(partial(original, app))
+    return wrapped
 
 
-def _make_error_middleware_init(original: Any) -> Any:
-    def __init__(self: Any, app: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, _NoteException(app), *args, **kwargs)
+def _asgi_entry(original: Any) -> Any:
+    async def __call__(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        from .asgi import TelemetryMiddleware
 
-    return __init__
+        await _cached(self, TelemetryMiddleware, original)(scope, receive, send)
+
+    return __call__
+
+
+def _wsgi_entry(original: Any) -> Any:
+    def __call__(self: Any, environ: Any, start_response: Any) -> Any:
+        from .wsgi import TelemetryMiddleware
+
+        return _cached(self, TelemetryMiddleware, original)(environ, start_response)
+
+    return __call__
+
+
+# ---------------------------------------------------------------- Starlette and FastAPI
+
+
+def _hook_starlette(module: ModuleType) -> None:
+    # __call__, not build_middleware_stack: FastAPI overrides the latter.
+    _patch(module.Starlette, "__call__", _asgi_entry)
+
+
+def _hook_fastapi(module: ModuleType) -> None:
+    # FastAPI 0.165's own __call__ starts its telemetry before it calls Starlette's:
+    # the hook point goes outside it, so FastAPI sees the request hooktel traces.
+    if "__call__" in vars(module.FastAPI):
+        _patch(module.FastAPI, "__call__", _asgi_entry)
+
+
+def _note_starlette_routes(module: ModuleType) -> None:
+    _wrap_handle(module.Route)
+
+
+def _note_fastapi_routes(module: ModuleType) -> None:
+    _wrap_handle(module.APIRoute)  # it overrides Route.handle, not always calling it
+
+
+def _wrap_handle(route_class: Any) -> None:
+    """Note the route when a route starts handling: routing is final for it then.
+
+    A plain function returning the original coroutine, so the note costs no
+    extra frame; the first route noted wins (a router may hand on to another).
+    """
+    original = route_class.handle
+
+    def handle(self: Any, scope: Any, receive: Any, send: Any) -> Any:
+        if OPERATION_KEY in scope and ROUTE_KEY not in scope:
+            route = starlette_route(scope, self)
+            if route is not None:
+                scope[ROUTE_KEY] = route
+        return original(self, scope, receive, send)
+
+    route_class.handle = handle
+
+
+def starlette_route(scope: Any, route: Any) -> str | None:
+    """The template of Starlette `route`, after the paths of the `Mount`s above it.
+
+    Starlette adds each mount's path to `root_path`; `app_root_path` is the
+    root path before them. FastAPI's included routers keep the route as
+    declared (without the prefixes), and the whole template in their
+    effective route context.
+    """
+    fastapi = scope.get("fastapi")
+    effective = fastapi.get("effective_route_context") if isinstance(fastapi, dict) else None
+    path = getattr(effective, "path_format", None)
+    if not isinstance(path, str):
+        path = getattr(route, "path", None)
+    if not isinstance(path, str):
+        return None
+    root_path = scope.get("root_path") or ""
+    app_root_path = scope.get("app_root_path", root_path)
+    mounted = (
+        isinstance(root_path, str)
+        and isinstance(app_root_path, str)
+        and root_path.startswith(app_root_path)
+    )
+    return root_path[len(app_root_path) :] + path if mounted else path
+
+
+def _note_starlette_exceptions(module: ModuleType) -> None:
+    """Starlette answers an exception with a 500, and re-raises it only after the
+    response is out: note it on the way, inside its `ServerErrorMiddleware`.
+
+    `__call__` is patched, not `__init__`, so a middleware stack built before
+    (uvicorn's lifespan startup builds it before any request) is covered too.
+    """
+    errors = module.ServerErrorMiddleware
+    original = errors.__call__
+
+    def __call__(self: Any, scope: Any, receive: Any, send: Any) -> Any:
+        if type(self.app) is not _NoteException:
+            self.app = _NoteException(self.app)
+        return original(self, scope, receive, send)
+
+    errors.__call__ = __call__
 
 
 class _NoteException:
@@ -90,40 +233,88 @@ class _NoteException:
             raise
 
 
-def _cached(app: Any, wrap: Callable[[Any], Any], original: Any) -> Any:
-    """The app's own wrapped entry point, made on its first request."""
-    wrapped = app.__dict__.get("_hooktel_entry")
-    if wrapped is None:
-        wrapped = app.__dict__["_hooktel_entry"] = wrap(partial(original, app))
-    return wrapped
+_STEPPING_ASIDE: ContextVar[Any] = ContextVar("hooktel_fastapi_server_span", default=None)
 
 
-def _patch_flask(module: Any) -> None:
-    def make(original: Any) -> Any:
-        def __call__(self: Any, environ: Any, start_response: Any) -> Any:
-            return _cached(self, wsgi.TelemetryMiddleware, original)(environ, start_response)
+def _fastapi_request_span_steps_aside(module: ModuleType) -> None:
+    """FastAPI's own request span gives way to hooktel's, for the requests hooktel traces."""
+    telemetry = getattr(module, "NativeTelemetry", None)
+    if telemetry is None or not callable(getattr(telemetry, "_get_tracer", None)):
+        _log.warning(
+            "hooktel: this FastAPI has telemetry of its own that hooktel does not know: "
+            "with a global tracer provider each request gets a second SERVER span; "
+            "pass FastAPI(telemetry={'tracing': False}) to keep hooktel's alone"
+        )
+        return
+    call, get_tracer = telemetry.__call__, telemetry._get_tracer
 
-        return __call__
+    async def __call__(self: Any, **kwargs: Any) -> None:
+        lookup, op_id = traced_span, kwargs["scope"].get(OPERATION_KEY)
+        span = lookup(op_id) if lookup is not None and op_id is not None else None
+        if span is None:
+            await call(self, **kwargs)
+            return
+        token = _STEPPING_ASIDE.set(span)
+        try:
+            await call(self, **kwargs)
+        finally:
+            _STEPPING_ASIDE.reset(token)
 
-    _patch(module.Flask, "__call__", make)
-    # Flask drops the request from the environ before the response is sent: note the
-    # matched rule where the hook point looks, as soon as the request is matched.
-    context = importlib.import_module("flask.ctx").RequestContext
-    if hasattr(context, "match_request"):
-        _patch(context, "match_request", _make_flask_match)
-    signal = importlib.import_module("flask.signals").got_request_exception
-    signal.connect(_flask_exception, weak=False)
-    _patches.append((signal, "disconnect", _flask_exception))
+    def _get_tracer(self: Any, **kwargs: Any) -> Any:
+        tracer = get_tracer(self, **kwargs)
+        span = _STEPPING_ASIDE.get()
+        return tracer if span is None else _InsideServerSpan(tracer, span)
+
+    telemetry.__call__ = __call__
+    telemetry._get_tracer = _get_tracer
+    _log.info(
+        "hooktel: FastAPI's own request spans step aside for the requests hooktel traces; "
+        "its operation spans are children of hooktel's SERVER span"
+    )
 
 
-def _make_flask_match(original: Any) -> Any:
+class _InsideServerSpan:
+    """FastAPI's tracer for one request hooktel traces: its SERVER span is hooktel's."""
+
+    def __init__(self, tracer: Any, span: Any) -> None:
+        self._tracer = tracer
+        self._span = span
+
+    def start_span(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        if getattr(kwargs.get("kind"), "name", None) == "SERVER":
+            return self._span
+        return self._tracer.start_span(name, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:  # start_as_current_span: the operation spans
+        return getattr(self._tracer, name)
+
+
+# ---------------------------------------------------------------- Flask
+
+
+def _hook_flask(module: ModuleType) -> None:
+    _patch(module.Flask, "__call__", _wsgi_entry)
+
+
+def _note_flask_routes(module: ModuleType) -> None:
+    """Flask drops the request from the environ before the response is sent: note the
+    matched rule where the hook point looks, as soon as the request is matched."""
+    context = module.RequestContext
+    original = context.match_request
+
     def match_request(self: Any) -> None:
         original(self)
-        rule = getattr(getattr(self.request, "url_rule", None), "rule", None)
-        if isinstance(rule, str):
-            self.request.environ[ROUTE_KEY] = rule
+        environ = self.request.environ
+        if OPERATION_KEY in environ:
+            rule = getattr(getattr(self.request, "url_rule", None), "rule", None)
+            if isinstance(rule, str):
+                environ[ROUTE_KEY] = rule
 
-    return match_request
+    context.match_request = match_request
+
+
+def _note_flask_exceptions(module: ModuleType) -> None:
+    module.got_request_exception.connect(_flask_exception, weak=False)
 
 
 def _flask_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
@@ -132,44 +323,54 @@ def _flask_exception(sender: Any, exception: BaseException, **extra: Any) -> Non
     request.environ[EXCEPTION_KEY] = exception
 
 
+# ---------------------------------------------------------------- Django
+
+
+def _hook_django_wsgi(module: ModuleType) -> None:
+    _patch(module.WSGIHandler, "__call__", _wsgi_entry)
+
+
+def _hook_django_asgi(module: ModuleType) -> None:
+    _patch(module.ASGIHandler, "__call__", _asgi_entry)
+
+
+def _note_django_routes(module: ModuleType) -> None:
+    handler = module.BaseHandler
+    original = handler.resolve_request
+
+    def resolve_request(self: Any, request: Any) -> Any:
+        match = original(self, request)
+        route = getattr(match, "route", None)
+        carrier = _django_carrier(request)
+        if isinstance(route, str) and carrier is not None:
+            carrier[ROUTE_KEY] = route
+        return match
+
+    handler.resolve_request = resolve_request
+
+
+def _note_django_exceptions(module: ModuleType) -> None:
+    module.got_request_exception.connect(_django_exception, weak=False, dispatch_uid="hooktel")
+
+
 def _django_exception(sender: Any, request: Any = None, **extra: Any) -> None:
     """Django turns the exception into a 500 itself; keep it for the error report."""
-    carrier = getattr(request, "scope", None) or getattr(request, "environ", None)
+    carrier = _django_carrier(request)
     exception = sys.exc_info()[1]
-    if isinstance(carrier, dict) and exception is not None:
+    if carrier is not None and exception is not None:
         carrier[EXCEPTION_KEY] = exception
 
 
-def _patch_django(base: Any) -> None:
-    wsgi_handler = importlib.import_module("django.core.handlers.wsgi").WSGIHandler
-    asgi_handler = importlib.import_module("django.core.handlers.asgi").ASGIHandler
+def _django_carrier(request: Any) -> dict[str, Any] | None:
+    """The scope or environ of a request a hook point reports, else None."""
+    carrier = getattr(request, "scope", None) or getattr(request, "environ", None)
+    return carrier if isinstance(carrier, dict) and OPERATION_KEY in carrier else None
 
-    def make_wsgi(original: Any) -> Any:
-        def __call__(self: Any, environ: Any, start_response: Any) -> Any:
-            return _cached(self, wsgi.TelemetryMiddleware, original)(environ, start_response)
 
-        return __call__
-
-    def make_asgi(original: Any) -> Any:
-        async def __call__(self: Any, scope: Any, receive: Any, send: Any) -> None:
-            await _cached(self, asgi.TelemetryMiddleware, original)(scope, receive, send)
-
-        return __call__
-
-    def make_resolve(original: Any) -> Any:
-        def resolve_request(self: Any, request: Any) -> Any:
-            match = original(self, request)
-            route = getattr(match, "route", None)
-            carrier = getattr(request, "scope", None) or getattr(request, "environ", None)
-            if isinstance(route, str) and isinstance(carrier, dict):
-                carrier[ROUTE_KEY] = route
-            return match
-
-        return resolve_request
-
-    _patch(wsgi_handler, "__call__", make_wsgi)
-    _patch(asgi_handler, "__call__", make_asgi)
-    _patch(base.BaseHandler, "resolve_request", make_resolve)
-    signal = importlib.import_module("django.core.signals").got_request_exception
-    signal.connect(_django_exception, weak=False, dispatch_uid="hooktel")
-    _patches.append((signal, "disconnect", _django_exception))
+_HOOK_POINTS: tuple[Patcher, ...] = (
+    _hook_starlette,
+    _hook_fastapi,
+    _hook_flask,
+    _hook_django_wsgi,
+    _hook_django_asgi,
+)

@@ -13,10 +13,14 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from ._http import CLIENT_DISCONNECTED, HttpOperation, begin_http, header_pairs
+from ._headers import unfold
+from ._http import CLIENT_DISCONNECTED, HttpOperation, RequestBody, begin_http
+from ._native import core
 from ._registry import HOOKS_BY_KIND, Hooks
 
 _HTTP = 1  # InstrumentKind.HTTP, as a constant index into HOOKS_BY_KIND
+# The attributes and the lifecycle come from the native core where it runs.
+_begin_http = begin_http if core is None else core.begin_http
 _original: Callable[[BaseHTTPRequestHandler], None] | None = None
 
 
@@ -103,7 +107,7 @@ class _Request:
         shadows = handler.__dict__
         for name in _SHADOWED:
             shadows[name] = getattr(self, name)
-        wfile = handler.wfile
+        wfile, rfile = handler.wfile, handler.rfile
         handler.wfile = _CountingWriter(wfile, self)  # type: ignore[assignment]
         try:
             original(handler)
@@ -114,7 +118,7 @@ class _Request:
         finally:
             for name in _SHADOWED:
                 shadows.pop(name, None)
-            handler.wfile = wfile
+            handler.wfile, handler.rfile = wfile, rfile
         if self.op is not None:
             if self.client_gone:  # the handler swallowed the error of writing to a gone client
                 self.op.fail(CLIENT_DISCONNECTED, "client disconnected mid-response")
@@ -130,13 +134,14 @@ class _Request:
         target = handler.path if isinstance(getattr(handler, "path", None), str) else ""
         path, _, query = target.partition("?")
         headers = getattr(handler, "headers", None)
-        return begin_http(
+        return _begin_http(
             self.hooks,
             method=getattr(handler, "command", None) or "",
             scheme="https" if hasattr(handler.connection, "getpeercert") else "http",
             path=path,
             query=query,
-            headers=header_pairs(headers.items()) if headers is not None else [],
+            # http.server accepts obsolete line folding: a folded value arrives with CRLF in it.
+            headers=[(k.lower(), unfold(v)) for k, v in headers.items()] if headers else [],
             server=_address(handler.server.server_address),
             client=_address(handler.client_address),
             protocol=str(getattr(handler, "request_version", "")).removeprefix("HTTP/"),
@@ -147,18 +152,19 @@ class _Request:
         parsed = type(handler).parse_request(handler)
         if parsed:
             self.op = self._begin()
+            handler.rfile = RequestBody(handler.rfile, self.op)  # type: ignore[assignment]
         return parsed
 
     def send_response_only(self, code: int, message: str | None = None) -> None:
-        self.status = code
+        self.status = int(code) if isinstance(code, int) else 0  # an HTTPStatus is reported as int
         self.response_headers = []  # the final head starts afresh after an interim one
         if self.op is not None:
-            self.op.respond(code, ())
+            self.op.respond(self.status, ())
         type(self.handler).send_response_only(self.handler, code, message)
 
     def send_header(self, keyword: str, value: str) -> None:
         if self.hooks.response_capture:
-            self.response_headers.append((keyword.lower(), str(value)))
+            self.response_headers.append((keyword.lower(), unfold(str(value))))
         type(self.handler).send_header(self.handler, keyword, value)
 
     def end_headers(self) -> None:

@@ -7,6 +7,9 @@ where OpenTelemetry's departs from https://www.w3.org/TR/trace-context-2/:
 - two `traceparent` headers restart the trace instead of continuing the first;
 - `tracestate` keys follow the Level 2 grammar, so `1abc`, `foo@` or
   `tenant@a-long-vendor-name` survive instead of being dropped;
+- a `tracestate` key repeated (on one line or across lines) keeps its first
+  member, as the W3C test suite expects, instead of losing the whole state;
+- a carrier value `None` (or `None` in a list of lines) counts as absent;
 - trace flags the spec does not define are cleared, as version `00` requires.
 
 `span_context_from_parent` builds the same parent from the hook layer's
@@ -17,7 +20,7 @@ already-parsed `trace.parent.*` attributes, so both paths share one set of rules
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
@@ -28,6 +31,7 @@ from opentelemetry.trace.span import format_span_id, format_trace_id
 
 from . import _tracestate
 from ._traceparent import parse_traceparent
+from .otel._sdk import RANDOM_TRACE_ID, trace_state_entries
 
 __all__ = [
     "KNOWN_TRACE_FLAGS",
@@ -42,7 +46,7 @@ _logger = logging.getLogger(__name__)
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 
-KNOWN_TRACE_FLAGS = TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID
+KNOWN_TRACE_FLAGS = TraceFlags.SAMPLED | RANDOM_TRACE_ID
 """The flags Level 2 defines (section 3.2.2.5): sampled and random-trace-id.
 
 Every other bit is cleared on the way in: the spec says vendors "MUST set
@@ -68,38 +72,39 @@ class W3CTraceState(TraceState):
         super().__init__()
         if not entries:
             return
+        own = trace_state_entries(self)
         if len(entries) > _tracestate.MAX_MEMBERS:
             _logger.warning("tracestate: more than %d members", _tracestate.MAX_MEMBERS)
             return
         for key, value in entries:
             if not _is_valid_pair(key, value):
                 _logger.warning("tracestate: invalid member %r=%r", key, value)
-            elif key in self._dict:
+            elif key in own:
                 _logger.warning("tracestate: repeated key %r", key)
             else:
-                self._dict[key] = value
+                own[key] = value
 
     def add(self, key: str, value: str) -> W3CTraceState:
         """A new state with the pair first; unchanged if invalid, present, or full (as base)."""
-        if not _is_valid_pair(key, value) or key in self._dict:
+        if not _is_valid_pair(key, value) or key in self:
             return self
-        if len(self._dict) >= _tracestate.MAX_MEMBERS:
+        if len(self) >= _tracestate.MAX_MEMBERS:
             return self
-        return W3CTraceState([(key, value), *self._dict.items()])
+        return W3CTraceState([(key, value), *self.items()])
 
     def update(self, key: str, value: str) -> W3CTraceState:
         """A new state with the pair moved first (section 3.5: modified keys go left)."""
         if not _is_valid_pair(key, value):
             return self
-        if key not in self._dict and len(self._dict) >= _tracestate.MAX_MEMBERS:
+        if key not in self and len(self) >= _tracestate.MAX_MEMBERS:
             return self
-        rest = [(k, v) for k, v in self._dict.items() if k != key]
+        rest = [(k, v) for k, v in self.items() if k != key]
         return W3CTraceState([(key, value), *rest])
 
     def delete(self, key: str) -> W3CTraceState:
-        if key not in self._dict:
+        if key not in self:
             return self
-        return W3CTraceState([(k, v) for k, v in self._dict.items() if k != key])
+        return W3CTraceState([(k, v) for k, v in self.items() if k != key])
 
     @classmethod
     def from_header(cls, header_list: list[str]) -> W3CTraceState:
@@ -160,13 +165,13 @@ class TraceContextPropagator(textmap.TextMapPropagator):
         if context is None:
             context = Context()
         reader: textmap.Getter[Any] = _HEADERS if getter is textmap.default_getter else getter
-        parents = reader.get(carrier, TRACEPARENT)
-        if not parents or len(parents) != 1:
+        parents = _lines(reader.get(carrier, TRACEPARENT))
+        if len(parents) != 1:
             return context
         parent = parse_traceparent(parents[0])
         if parent is None:
             return context
-        lines = reader.get(carrier, TRACESTATE)
+        lines = _lines(reader.get(carrier, TRACESTATE))
         span_context = span_context_from_parent(
             parent.trace_id,
             parent.span_id,
@@ -198,6 +203,27 @@ class TraceContextPropagator(textmap.TextMapPropagator):
         return {TRACEPARENT, TRACESTATE}
 
 
+def _lines(values: object) -> list[str]:
+    """The header lines a getter returned, with what is not a line treated as absent.
+
+    Getters and carriers built by hand hand back `None`, a bare string, or a
+    list holding `None` (a header that was declared but not set): `None` and
+    values that are neither `str` nor `bytes` are absent, `bytes` are latin-1
+    as on the wire. Extract then never raises on the shape of a carrier.
+    """
+    if values is None:
+        return []
+    if isinstance(values, (str, bytes)):
+        values = (values,)
+    elif not isinstance(values, Iterable):
+        return []
+    return [
+        value if isinstance(value, str) else value.decode("latin-1")
+        for value in values
+        if isinstance(value, (str, bytes))
+    ]
+
+
 class _HeaderGetter(textmap.Getter[Any]):
     """Every line of a header, whatever the case of its name (sections 3.2.1, 3.3.1).
 
@@ -213,13 +239,18 @@ class _HeaderGetter(textmap.Getter[Any]):
             get_all = getattr(carrier, method, None)
             if callable(get_all):
                 values = get_all(key)
-                return [str(v) for v in values] if values else None
+                lines = [
+                    v.decode("latin-1") if isinstance(v, bytes) else str(v)
+                    for v in values or ()
+                    if v is not None
+                ]
+                return lines or None
         if not isinstance(carrier, Mapping):
             return textmap.default_getter.get(carrier, key)
-        found: list[str] = []
+        found: list[Any] = []
         for name, value in carrier.items():
             if isinstance(name, str) and name.lower() == key:
-                found.extend([value] if isinstance(value, str) else value)
+                found.extend(_lines(value))
         return found or None
 
     def keys(self, carrier: Any) -> list[str]:

@@ -13,17 +13,20 @@ from typing import Any
 
 from ._headers import HeaderCapture
 from ._http import (
+    CGI_SCANNED_KEYS,
     CLIENT_DISCONNECTED,
     EXCEPTION_KEY,
     OPERATION_KEY,
     ROUTE_KEY,
-    SCANNED_HEADERS,
+    RequestBody,
     begin_http,
     decimal,
     header_pairs,
     omits_body,
 )
+from ._native import core
 from ._registry import HOOKS_BY_KIND, Hooks
+from .frameworks import install_notes
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 Environ = dict[str, Any]
@@ -32,6 +35,8 @@ StartResponse = Callable[..., Write]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _HTTP = 1  # InstrumentKind.HTTP, as a constant index into HOOKS_BY_KIND
+
+install_notes()  # frameworks tell the route and the exceptions they answer through the environ
 
 
 class TelemetryMiddleware:
@@ -47,20 +52,9 @@ class TelemetryMiddleware:
         return _Request(hooks, environ, start_response).run(self.app)
 
 
-def _environ_key(name: str) -> str:
-    """Where PEP 3333 (CGI) keeps request header `name`."""
-    key = name.upper().replace("-", "_")
-    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
-
-
-_SCANNED_KEYS = tuple((_environ_key(name), name) for name in SCANNED_HEADERS)
-
-
 def _environ_headers(environ: Environ, capture: HeaderCapture | None) -> list[tuple[str, str]]:
     """The request headers hooktel reads: looked up by key, not by a pass over the environ."""
-    wanted = _SCANNED_KEYS
-    if capture is not None:
-        wanted += tuple((_environ_key(name), name) for name in capture.names)
+    wanted = CGI_SCANNED_KEYS if capture is None else CGI_SCANNED_KEYS + capture.cgi_keys
     pairs = []
     for key, name in wanted:
         value = environ.get(key)
@@ -71,17 +65,32 @@ def _environ_headers(environ: Environ, capture: HeaderCapture | None) -> list[tu
     return pairs
 
 
-def _path(environ: Environ) -> str:
-    """The path as sent (gunicorn's RAW_URI, waitress' and uWSGI's REQUEST_URI), else decoded."""
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
-    if raw.startswith("/"):
-        return str(raw.partition("?")[0])
+def _target(environ: Environ) -> str:
+    """The request-target as sent, without its query (gunicorn's RAW_URI, waitress' and
+    uWSGI's REQUEST_URI), in any of its forms; else the path the server decoded."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if isinstance(raw, str) and raw:
+        return raw.partition("?")[0]
     return str(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")) or "/"
 
 
-def _peer(environ: Environ, host: str, port: str) -> tuple[str, int] | None:
-    address, number = environ.get(host), decimal(str(environ.get(port, "")))
-    return (address, number) if address and number is not None else None
+def _server(environ: Environ) -> tuple[str, int] | None:
+    address, port = environ.get("SERVER_NAME"), decimal(str(environ.get("SERVER_PORT", "")))
+    return (address, port) if address and port is not None else None
+
+
+def _client(environ: Environ) -> tuple[str, int | None] | None:
+    """The peer; CGI makes REMOTE_PORT optional (wsgiref sets only REMOTE_ADDR)."""
+    address = environ.get("REMOTE_ADDR")
+    return (address, decimal(str(environ.get("REMOTE_PORT", "")))) if address else None
+
+
+def _has_body(environ: Environ) -> bool:
+    return bool(environ.get("HTTP_TRANSFER_ENCODING")) or environ.get("CONTENT_LENGTH") not in (
+        None,
+        "",
+        "0",
+    )
 
 
 class _Request:
@@ -100,14 +109,16 @@ class _Request:
             hooks,
             method=environ.get("REQUEST_METHOD", "GET"),
             scheme=environ.get("wsgi.url_scheme", "http"),
-            path=_path(environ),
+            path=_target(environ),
             query=query,
             headers=_environ_headers(environ, hooks.request_capture),
-            server=_peer(environ, "SERVER_NAME", "SERVER_PORT"),
-            client=_peer(environ, "REMOTE_ADDR", "REMOTE_PORT"),
+            server=_server(environ),
+            client=_client(environ),
             protocol=environ.get("SERVER_PROTOCOL", "").removeprefix("HTTP/"),
         )
         environ[OPERATION_KEY] = self.op.id
+        if _has_body(environ) and "wsgi.input" in environ:
+            environ["wsgi.input"] = RequestBody(environ["wsgi.input"], self.op)
 
     def run(self, app: WSGIApp) -> Iterable[bytes]:
         try:
@@ -145,11 +156,7 @@ class _Request:
             self.op.body_size += len(data)
 
     def note_route(self) -> None:
-        environ = self.environ
-        route = environ.get(ROUTE_KEY)
-        if route is None:  # Flask/Werkzeug keep the request, and its matched rule, here
-            request = environ.get("werkzeug.request")
-            route = getattr(getattr(request, "url_rule", None), "rule", None)
+        route = self.environ.get(ROUTE_KEY)
         if isinstance(route, str):
             self.op.route = route
 
@@ -201,3 +208,9 @@ class _Response:
                     op.complete(request.environ.get(EXCEPTION_KEY))
                 else:
                     op.fail(CLIENT_DISCONNECTED, "response closed before it was fully sent")
+
+
+PythonTelemetryMiddleware = TelemetryMiddleware
+"""The pure-Python middleware: the specification the compiled one is tested against."""
+if core is not None:
+    TelemetryMiddleware = core.WsgiMiddleware  # type: ignore[misc]

@@ -1,7 +1,8 @@
 """A minimal OTLP/HTTP trace receiver on 127.0.0.1 that decodes what it gets, and can misbehave.
 
 `POST /v1/traces` takes an `ExportTraceServiceRequest` (protobuf, as the real
-OTLP/HTTP exporter sends it, gzip or not) and keeps every span; `GET /spans`
+OTLP/HTTP exporter sends it, gzip or not) and keeps every span (other POSTs,
+such as `/v1/metrics`, are answered and dropped); `GET /spans`
 returns them as JSON; `GET /count` returns how many arrived; `GET /posts`
 lists every POST (status answered, spans in it, when, and its headers).
 
@@ -131,6 +132,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: OtlpReceiver
 
     def do_POST(self) -> None:
+        if self.path != "/v1/traces":  # metrics and logs (the launcher exports them too)
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            answer(self, b"", "application/x-protobuf")
+            return
         request = read_export(self)
         spans = sum(len(scope.spans) for rs in request.resource_spans for scope in rs.scope_spans)
         fault = self.server.next_fault()

@@ -28,6 +28,7 @@ from tests.otel.support import (
     ENV_EXCLUDED,
     ENV_HOOKTEL_EXCLUDED,
     ENV_SANITIZE,
+    ENV_SEMCONV,
     TRACE_ID,
     TRACEPARENT,
     OtelServer,
@@ -204,3 +205,61 @@ def test_raising_hook_is_logged_and_the_request_succeeds(server: OtelServer, hoo
         f"the {hook} error line on the server's stderr",
     )
     assert logged[0].endswith(f"RuntimeError: {HOOK_ERROR}"), logged
+
+
+# ------------------------------------------------------------ contrib's option names
+
+
+def test_contrib_capture_option_names_work(server: OtelServer) -> None:
+    server.reset(
+        otel={
+            "http_capture_headers_server_request": CAPTURE_REQUEST,
+            "http_capture_headers_server_response": CAPTURE_RESPONSE,
+            "http_capture_headers_sanitize_fields": ["x-internal-.*"],
+        }
+    )
+    response = server.get("/items/1", headers=REQUEST_HEADERS)
+    assert captured(server.server_span(response).attributes) == {
+        "http.request.header.x-req-info": ["req-info-value"],
+        "http.request.header.x-internal-id": [REDACTED],
+        "http.request.header.authorization": [REDACTED],
+        "http.response.header.x-resp-info": ["resp-info-value"],
+        "http.response.header.x-internal-id": [REDACTED],
+        "http.response.header.set-cookie": [REDACTED],
+    }
+
+
+# ------------------------------------------------------------ OTEL_SEMCONV_STABILITY_OPT_IN
+
+OLD_AND_NEW = {
+    "http.method": "http.request.method",
+    "http.scheme": "url.scheme",
+    "net.host.name": "server.address",
+    "net.host.port": "server.port",
+    "net.peer.ip": "client.address",
+    "net.peer.port": "client.port",
+    "http.flavor": "network.protocol.version",
+    "http.user_agent": "user_agent.original",
+    "http.status_code": "http.response.status_code",
+    "http.response_content_length": "http.response.body.size",
+}
+
+
+@pytest.mark.parametrize("opt_in", [None, "http", "database,http/dup", "http/dup"])
+def test_semconv_stability_opt_in(server: OtelServer, opt_in: str | None) -> None:
+    """Stable names by default and with `http`; `http/dup` adds the old ones beside them."""
+    server.reset(env={ENV_SEMCONV: opt_in})
+    response = server.get("/anything?x=1")
+    span = server.server_span(response)
+    attributes = span.attributes
+    for old, new in OLD_AND_NEW.items():
+        assert new in attributes, new
+        if opt_in and "http/dup" in opt_in:
+            assert attributes[old] == attributes[new], old
+        else:
+            assert old not in attributes, old
+    if opt_in and "http/dup" in opt_in:
+        assert attributes["http.target"] == f"{attributes['url.path']}?{attributes['url.query']}"
+        assert attributes["http.url"].endswith(attributes["http.target"])
+    else:
+        assert not {"http.target", "http.url"} & set(attributes)

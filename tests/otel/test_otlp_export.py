@@ -1,6 +1,7 @@
 """End to end: spans leave through the real OTLP/HTTP exporter and are decoded on arrival.
 
-A FastAPI app under uvicorn (in a thread) is traced with `BatchSpanProcessor`
+A Starlette app under uvicorn (in a thread; Starlette, so the test also runs in
+the SDK-floor run, where the pinned FastAPI cannot be installed) is traced with `BatchSpanProcessor`
 and `OTLPSpanExporter`; the receiver is a separate server on 127.0.0.1 that
 decodes the protobuf with `opentelemetry-proto`.
 """
@@ -13,11 +14,14 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from hooktel.otel import HttpInstrumentation
 from tests.otel.inprocess import FAST_PATH_ENV, uvicorn_thread, wait_until
@@ -28,17 +32,16 @@ PARENT_ID = "00f067aa0ba902b7"
 SERVER_KIND = 2  # opentelemetry.proto.trace.v1.Span.SPAN_KIND_SERVER
 ERROR_STATUS = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 
-api = FastAPI()
+
+async def order(request: Request) -> JSONResponse:
+    return JSONResponse({"order_id": int(request.path_params["order_id"])})
 
 
-@api.get("/orders/{order_id}")
-def order(order_id: int) -> dict[str, int]:
-    return {"order_id": order_id}
-
-
-@api.get("/fail")
-def fail() -> None:
+async def fail(request: Request) -> JSONResponse:
     raise RuntimeError("payment backend down")
+
+
+api = Starlette(routes=[Route("/orders/{order_id}", order), Route("/fail", fail)])
 
 
 @pytest.fixture(params=["1", "0"], ids=["fast-path", "api-path"])

@@ -25,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -37,6 +39,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, Trace
 import hooktel
 import hooktel.httpserver
 from hooktel import _tracestate
+from hooktel.otel import _sdk
 from hooktel.propagation import (
     TraceContextPropagator,
     W3CTraceState,
@@ -50,6 +53,7 @@ TP01 = f"00-{TRACE_ID}-{SPAN_ID}-01"
 TP00 = f"00-{TRACE_ID}-{SPAN_ID}-00"
 OUTGOING = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 PROPAGATOR = TraceContextPropagator()
+KEPT_FLAGS = 0x01 | _sdk.RANDOM_TRACE_ID  # sampled, and random-trace-id where the API has it
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -146,10 +150,15 @@ TRACESTATE_CASES = [
         "rojo=1,congo=2",
         "baz=3",
     ),
-    _state("duplicate key", "", "foo=1,foo=1"),
-    _state("duplicate key, other value", "", "foo=1,foo=2"),
-    _state("duplicate key across lines", "", "foo=1", "foo=1"),
-    _state("duplicate key across lines, other value", "", "foo=1", "foo=2"),
+    # W3C test suite, test_tracestate_duplicated_keys: inherited, all but the first dropped.
+    _state("duplicate key", "foo=1", "foo=1,foo=1"),
+    _state("duplicate key, other value", "foo=1", "foo=1,foo=2"),
+    _state("duplicate key across lines", "foo=1", "foo=1", "foo=1"),
+    _state("duplicate key across lines, other value", "foo=1", "foo=1", "foo=2"),
+    _state("duplicate key, others kept in order", "foo=1,bar=2,baz=4", "foo=1,bar=2,foo=3,baz=4"),
+    _state("duplicate key with OWS", "foo=1,bar=2", " foo=1 ,bar=2", "\tfoo=2"),
+    _state("duplicate key, then an invalid member", "", "foo=1,foo=2,BAD=3"),
+    _state("duplicates do not count to 32", _32, *_BARS, "bar31=31,bar01=x,bar32=32"),
     _state("all key and value characters", f"{_KEY}={_VALUE}", f"{_KEY}={_VALUE}"),
     _state("all characters, with @", f"{_KEY_AT}={_VALUE}", f"{_KEY_AT}={_VALUE}"),
     _state("OWS around members", "foo=1,bar=2,baz=3", "foo=1 \t , \t bar=2, \t baz=3"),
@@ -400,9 +409,72 @@ def test_a_getter_passed_in_is_used_as_is() -> None:
     assert span_context.get_span_context().trace_state.to_header() == "a=1"
 
 
+_NAMES = st.sampled_from(["traceparent", "TraceParent", "tracestate", "TRACESTATE", "x-other"])
+_LINE = st.sampled_from(
+    [TP01, TP00, f"cc-{TRACE_ID}-{SPAN_ID}-01", "00-bad", "foo=1", "a=1,b=2", ""]
+)
+_ITEM = st.one_of(st.none(), _LINE, _LINE.map(str.encode), st.integers())
+_VALUE = st.one_of(_ITEM, st.lists(_ITEM, max_size=3), st.tuples(_ITEM, _ITEM))
+
+
+def _as_lines(value: Any) -> list[str]:
+    """What a carrier value means: its lines, with None (and non-text) absent."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return [
+        v.decode("latin-1") if isinstance(v, bytes) else v
+        for v in items
+        if isinstance(v, (str, bytes))
+    ]
+
+
+class _Raw(textmap.Getter[dict[str, Any]]):
+    """A getter built by hand: hands back whatever the carrier holds under the exact key."""
+
+    def get(self, carrier: dict[str, Any], key: str) -> Any:
+        return carrier.get(key)
+
+    def keys(self, carrier: dict[str, Any]) -> list[str]:
+        return list(carrier)
+
+
+@given(carrier=st.dictionaries(_NAMES, _VALUE, max_size=5))
+def test_extract_treats_none_in_a_carrier_as_absent(carrier: dict[str, Any]) -> None:
+    """None, [None], [line, None], bytes, numbers: never raises, None is as if not sent."""
+    cleaned = {name: lines for name, value in carrier.items() if (lines := _as_lines(value))}
+    for getter in (textmap.default_getter, _Raw()):
+        got = PROPAGATOR.extract(carrier, getter=getter)
+        expected = PROPAGATOR.extract(cleaned, getter=getter)
+        assert _describe(trace.get_current_span(got).get_span_context()) == _describe(
+            trace.get_current_span(expected).get_span_context()
+        )
+
+
+@pytest.mark.parametrize(
+    "carrier",
+    [
+        {"traceparent": None},
+        {"traceparent": [None]},
+        {"traceparent": [None, None]},
+        {"traceparent": TP01, "tracestate": None},
+        {"traceparent": [TP01, None], "tracestate": [None, "a=1"]},
+    ],
+    ids=repr,
+)
+def test_extract_with_none_values(carrier: dict[str, Any]) -> None:
+    span_context = trace.get_current_span(PROPAGATOR.extract(carrier)).get_span_context()
+    if carrier["traceparent"] in (None, [None], [None, None]):
+        assert not span_context.is_valid
+    else:
+        assert (span_context.trace_id, span_context.span_id) == (
+            int(TRACE_ID, 16),
+            int(SPAN_ID, 16),
+        )
+        assert span_context.trace_state.to_header() == ("a=1" if carrier.get("tracestate") else "")
+
+
 def test_extract_keeps_only_the_flags_the_spec_defines() -> None:
     ctx = PROPAGATOR.extract({"traceparent": TP01[:-2] + "ff"})
-    assert trace.get_current_span(ctx).get_span_context().trace_flags == 0x03
+    assert trace.get_current_span(ctx).get_span_context().trace_flags == KEPT_FLAGS
 
 
 def test_fields() -> None:
@@ -434,7 +506,7 @@ def test_inject_from_the_current_span() -> None:
 
 
 def test_inject_clears_flags_the_spec_does_not_define() -> None:
-    assert _inject(_context(0xABC, 0xDEF, 0xFF))["traceparent"].endswith("-03")
+    assert _inject(_context(0xABC, 0xDEF, 0xFF))["traceparent"].endswith(f"-{KEPT_FLAGS:02x}")
 
 
 def test_inject_nothing_without_a_valid_span_context() -> None:
@@ -505,7 +577,8 @@ def test_trace_state_refuses_what_the_grammar_refuses() -> None:
 
 def test_trace_state_from_header_combines_lines() -> None:
     assert W3CTraceState.from_header(["foo@=1", "2x=2"]).to_header() == "foo@=1,2x=2"
-    assert len(W3CTraceState.from_header(["a=1", "a=2"])) == 0
+    assert W3CTraceState.from_header(["a=1", "a=2"]).to_header() == "a=1"
+    assert len(W3CTraceState.from_header(["a=1", "A=2"])) == 0
 
 
 def test_trace_state_pickles() -> None:
@@ -540,7 +613,7 @@ def test_span_context_from_parent() -> None:
     assert _describe(span_context) == {
         "trace_id": TRACE_ID,
         "span_id": SPAN_ID,
-        "trace_flags": 0x03,
+        "trace_flags": KEPT_FLAGS,
         "remote": True,
         "trace_state": "foo@=1,bar=2",
     }
@@ -548,7 +621,7 @@ def test_span_context_from_parent() -> None:
 
 
 def test_span_context_from_parent_discards_an_invalid_state_and_keeps_the_parent() -> None:
-    for raw in ("foo=1,foo=2", "FOO=1", None, ""):
+    for raw in ("foo=1,FOO=2", "FOO=1", None, ""):
         span_context = span_context_from_parent(TRACE_ID, SPAN_ID, 1, raw)
         assert span_context.is_valid and span_context.trace_flags == 1
         assert len(span_context.trace_state) == 0
@@ -566,13 +639,34 @@ def test_parse_tracestate() -> None:
 def test_tracestate_rules_module() -> None:
     assert _tracestate.parse("a=1 ,\tb= 2") == [("a", "1"), ("b", " 2")]
     assert _tracestate.parse("") == []
-    assert _tracestate.parse("a=1,a=1") is None
+    assert _tracestate.parse("a=1,a=2") == [("a", "1")]
     assert len(_tracestate.parse(",".join(f"k{i}=v" for i in range(32))) or []) == 32
     assert _tracestate.parse(",".join(f"k{i}=v" for i in range(33))) is None
     assert _tracestate.combine(["a=1", "b=2"]) == "a=1,b=2"
     assert _tracestate.is_valid_key("0")
     assert not _tracestate.is_valid_key("\u0661")  # an Arabic-Indic digit is not DIGIT
     assert not _tracestate.is_valid_value("a ")
+
+
+_KEYS = st.sampled_from(["a", "b", "foo", "1abc", "t@v", "z" * 256])
+_VALUES = st.sampled_from(["1", "x y", "~", "v" * 256])
+
+
+@given(
+    members=st.lists(st.tuples(_KEYS, _VALUES), max_size=40),
+    separators=st.lists(st.sampled_from([",", " ,", ",\t", ", ,"]), min_size=40, max_size=40),
+)
+def test_tracestate_keeps_the_first_of_each_key(
+    members: list[tuple[str, str]], separators: list[str]
+) -> None:
+    """Any list of valid members, repeated keys included: the first of each key, in order."""
+    value = "".join(f"{sep}{k}={v}" for sep, (k, v) in zip(separators, members, strict=False))
+    first: dict[str, str] = {}
+    for key, val in members:
+        first.setdefault(key, val)
+    assert _tracestate.parse(value) == list(first.items())
+    state = W3CTraceState.from_header([value])
+    assert list(state.items()) == list(first.items())
 
 
 # --- registration and imports ----------------------------------------------------------------

@@ -152,6 +152,23 @@ def test_parent_from_traceparent(server: OtelServer) -> None:
     assert_no_hook_only_keys(span)
 
 
+@pytest.mark.parametrize(
+    "lines",
+    [["foo=1,foo=2"], ["foo=1", "foo=2"], ["foo=1,bar=2,foo=1"], ["foo=1", "bar=2", "foo=3"]],
+    ids=["one line", "two lines", "same value", "three lines"],
+)
+def test_duplicated_tracestate_keys_are_inherited(server: OtelServer, lines: list[str]) -> None:
+    """W3C test suite `test_tracestate_duplicated_keys`: the first of each key is kept."""
+    headers = [("traceparent", TRACEPARENT), *(("tracestate", line) for line in lines)]
+    response = server.get("/items/1", headers=headers)
+    assert response.status_code == 200
+    span = server.server_span(response)
+    assert (span.trace_id, span.parent_span_id) == (TRACE_ID, PARENT_SPAN_ID)
+    expected = "foo=1,bar=2" if "bar=2" in "".join(lines) else "foo=1"
+    assert span.trace_state == expected
+    assert response.headers["tracestate"] == expected
+
+
 def test_new_trace_without_traceparent(server: OtelServer) -> None:
     first, second = server.get("/items/1"), server.get("/items/2")
     spans = [server.server_span(first), server.server_span(second)]

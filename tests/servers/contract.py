@@ -11,6 +11,7 @@ capture, so a test finds its own operation among everything recorded.
 from __future__ import annotations
 
 import socket
+import struct
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -20,7 +21,7 @@ import httpx
 import pytest
 
 from tests.support.apps import BOOM_MESSAGE, CHUNK, HELLO_BODY
-from tests.support.events import Operation
+from tests.support.events import Operation, wait_for
 from tests.support.recorder import HOOK_ERROR_MESSAGE, RAISE_HEADER, TAG_HEADER
 from tests.support.servers import Server, running_server
 
@@ -104,6 +105,10 @@ class ServerContract:
     server_name: ClassVar[str]
     # The status the server answers when the app raises; None: it drops the connection.
     app_error_status: ClassVar[int | None] = 500
+    # Request lines the server answers itself (400, 501), before any app or hook runs.
+    rejected_request_lines: ClassVar[tuple[str, ...]] = ()
+    # Whether the app sees an absolute-form target's authority (uvicorn keeps the path only).
+    sees_absolute_form: ClassVar[bool] = True
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -406,3 +411,99 @@ class ServerContract:
         error = op.error
         assert error["error.type"] == "ClientDisconnected"
         assert error["http.response.status_code"] == 200
+
+    # ------------------------------------------------------------ hostile input
+
+    @pytest.mark.parametrize(
+        ("request_line", "url_path", "url_full"),
+        [
+            ("GET http://x/abs?q=1 HTTP/1.1", "/abs", "http://x/abs?q=1"),
+            ("GET http://x:8080 HTTP/1.1", "/", "http://x:8080/"),
+            ("GET https://user@evil/a HTTP/1.1", "/a", "https://{socket}/a"),
+            ("OPTIONS * HTTP/1.1", "*", "http://{host}"),
+            ("CONNECT example.com:443 HTTP/1.1", "", "http://example.com:443"),
+        ],
+        ids=["absolute", "absolute-no-path", "absolute-bad-authority", "asterisk", "connect"],
+    )
+    def test_url_full_follows_the_request_target_form(
+        self, server: Server, request_line: str, url_path: str, url_full: str
+    ) -> None:
+        """RFC 9112 3.3: the target URI rebuilt by the form the request-target came in."""
+        if request_line in self.rejected_request_lines:
+            pytest.skip(f"{self.server_name} answers {request_line!r} itself")
+        target = request_line.split(" ")[1]
+        host = f"127.0.0.1:{server.port}"
+        if "://" in target and not self.sees_absolute_form:
+            # The server gives the app the path alone: the Host header is the authority.
+            url_full = f"http://{host}{url_path}" + ("?q=1" if "?q=1" in target else "")
+        tag = new_tag()
+        exchange(server, f"{request_line}\r\n{TAG_HEADER}: {tag}\r\n\r\n")
+        start = server.events.operation(tag).start
+        assert start["url.path"] == url_path
+        assert start["url.full"] == url_full.format(host=host, socket=host)
+
+    @pytest.mark.parametrize(
+        "host",
+        [
+            "evil/x?y#z",
+            "a" * 5000,
+            "evil host",
+            "user@evil",
+            "[::1",
+            "[::1]x",
+            "h:0",
+            "h:99999",
+            "h:8o",
+        ],
+        ids=[
+            "path",
+            "long",
+            "space",
+            "userinfo",
+            "open-bracket",
+            "after-bracket",
+            "port-0",
+            "port-big",
+            "port-text",
+        ],
+    )
+    def test_invalid_host_falls_back_to_the_socket(self, server: Server, host: str) -> None:
+        tag = new_tag()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5.0) as sock:
+            sock.sendall(
+                f"GET /hello?x=1 HTTP/1.1\r\nHost: {host}\r\n{TAG_HEADER}: {tag}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            read_to_end(sock)
+        start = server.events.operation(tag).start
+        assert (start["server.address"], start["server.port"]) == ("127.0.0.1", server.port)
+        assert start["url.full"] == f"http://127.0.0.1:{server.port}/hello?x=1"
+
+    def test_secrets_are_redacted_by_what_is_read_not_by_the_name_asked_for(
+        self, server: Server
+    ) -> None:
+        """`proxy_authorization` and `x-api_key` read what `Proxy-Authorization` and
+        `X-Api-Key` hold on a WSGI server (one CGI key): they are redacted everywhere."""
+        secrets = [("Proxy-Authorization", "Basic s3cret-proxy"), ("X-Api-Key", "s3cret-key")]
+        response, op = send(server, headers=secrets)
+        assert response.status_code == 200
+        captured = {k: v for k, v in op.start.items() if k.startswith("http.request.header.")}
+        assert "s3cret" not in repr(captured)
+        assert captured["http.request.header.proxy-authorization"] == ["REDACTED"]
+
+    # ------------------------------------------------------------ the error table
+
+    def test_client_gone_mid_request_body_is_client_disconnected(self, server: Server) -> None:
+        """The client resets the connection while the app reads its body."""
+        tag = new_tag()
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5.0)
+        sock.sendall(
+            f"POST /hello HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n{TAG_HEADER}: {tag}\r\n"
+            "Content-Length: 100000\r\n\r\npartial body".encode()
+        )
+        wait_for(lambda: server.events.started(tag), "the request to start")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # with SO_LINGER 0: a reset, as a client that goes away does
+        op = server.events.operation(tag)
+        assert op.sequence() == ["start", "error"]
+        assert op.error["error.type"] == "ClientDisconnected"

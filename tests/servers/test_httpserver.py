@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import socket
+import threading
+import urllib.request
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import hooktel
+import hooktel.httpserver
 from tests.servers.contract import ServerContract, exchange, new_tag, read_head, read_to_end
 from tests.support.apps import HELLO_BODY
 from tests.support.events import wait_for
@@ -59,3 +65,62 @@ class TestThreadingHTTPServer(ServerContract):
         ]
         assert [e.event for e in events] == ["start", "error"]
         assert events[1].attrs["http.response.status_code"] == 400
+
+    def test_folded_header_lines_are_reported_unfolded(self, server: Server) -> None:
+        """http.server accepts obsolete line folding; no reported value carries CR or LF."""
+        tag = new_tag()
+        exchange(
+            server,
+            f"GET /hello HTTP/1.1\r\n{TAG_HEADER}: {tag}\r\nX-Capture-Me: first\r\n \t second\r\n"
+            "User-Agent: agent\r\n  folded\r\n\r\n",
+        )
+        start = server.events.operation(tag).start
+        assert start["http.request.header.x-capture-me"] == ["first second"]
+        assert start["user_agent.original"] == "agent folded"
+        assert not [v for v in start.values() if "\r" in str(v) or "\n" in str(v)]
+
+
+def test_status_codes_are_plain_ints() -> None:
+    """http.server answers its own errors with `HTTPStatus` members; hooks get an `int`."""
+
+    class Accepted(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(HTTPStatus.ACCEPTED)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    statuses: list[object] = []
+
+    def record(op_id: int, attrs: hooktel.Attributes) -> None:
+        statuses.append(attrs["http.response.status_code"])
+
+    was_installed = hooktel.httpserver._original is not None
+    hooktel.httpserver.instrument()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Accepted)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    instrument = hooktel.Instrument(
+        kind="http",
+        name="status",
+        version="1",
+        on_operation_end=record,
+        on_operation_error=record,
+    )
+    try:
+        with hooktel.attach(instrument):
+            urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/").close()
+            with socket.create_connection(("127.0.0.1", server.server_port)) as sock:
+                sock.sendall(b"GET /two words HTTP/1.1\r\n\r\n")  # a 400 from send_error()
+                read_to_end(sock)
+            wait_for(lambda: len(statuses) == 2, "both requests to be reported")
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+        if not was_installed:
+            hooktel.httpserver.uninstrument()
+    assert sorted(statuses) == [202, 400]  # type: ignore[type-var]
+    assert [type(status) for status in statuses] == [int, int]

@@ -18,7 +18,15 @@ Routes, the same on all three:
   (WSGI and `http.server` write the chunks themselves and catch the error);
   `raise`: raises `RuntimeError(GONE_MESSAGE)` instead. The ASGI app learns
   that the client is gone from `receive()`, as uvicorn drops sends silently;
-- `/early-hints` (`http.server` only): a `103 Early Hints` head, then `/hello`.
+- `/early-hints` (`http.server` only): a `103 Early Hints` head, then `/hello`;
+- `/big` (ASGI only): `BIG_BODY` bytes with `more_body`, then `TAIL` as the last body,
+  so that the last send waits for the client to drain the first (a `LAST_SEND` line
+  on stderr says it is about to be sent);
+- `/slow-close` and `/close-raises` (WSGI only): `/hello`, with a response iterable
+  whose `close()` takes `SLOW_CLOSE` seconds, or raises `RuntimeError(CLOSE_MESSAGE)`;
+- `/exc-info` (WSGI only): starts a 200, then replaces it by a 500 error page with a
+  second `start_response(..., exc_info)`, as PEP 3333 allows before the body.
+A request body is read whole, by its Content-Length or as chunks (WSGI too).
 """
 
 from __future__ import annotations
@@ -32,14 +40,16 @@ import time
 from collections.abc import Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import parse_qs
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import hooktel.httpserver
 from benchmarks.apps import answer_lifespan
 from hooktel.asgi import TelemetryMiddleware as AsgiTelemetry
 from hooktel.wsgi import TelemetryMiddleware as WsgiTelemetry
-from tests.support.recorder import TAG_HEADER, attach_from_env, served
+from tests.support.recorder import LEFT_SET, TAG_HEADER, attach_from_env, served
 
 HELLO_PIECES = (b"hello, ", b"world\n")
 HELLO_BODY = b"".join(HELLO_PIECES)
@@ -52,6 +62,12 @@ HELLO_HEADERS = (
 BOOM_MESSAGE = "app exploded"
 GONE_MESSAGE = "client went away"
 CHUNK = b"chunk\n"
+BIG_BODY = 16 * 1024 * 1024
+TAIL = b"tail"
+LAST_SEND = "big: last send for"
+SLOW_CLOSE = 0.3
+CLOSE_MESSAGE = "close exploded"
+ERROR_PAGE = b"error page"
 STREAM_SECONDS = 10.0
 CHUNK_INTERVAL = 0.02
 
@@ -83,6 +99,13 @@ async def raw_asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         boom()
     if path == "/stream":
         await _asgi_stream(receive, send, _gone(scope["query_string"].decode()))
+        return
+    if path == "/big":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": bytes(BIG_BODY), "more_body": True})
+        tag = dict(scope["headers"]).get(TAG_HEADER.encode(), b"").decode()
+        print(f"{LAST_SEND} {tag}", file=sys.stderr, flush=True)  # a test waits for this
+        await send({"type": "http.response.body", "body": TAIL})
         return
     more_body = True
     while more_body:  # read the whole request body
@@ -131,12 +154,13 @@ def _asgi_served(app: Any) -> Any:
     """Outermost layer: marks each request served once the middleware is done with it."""
 
     async def marked(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        inherited = LEFT_SET.get(None)
         try:
             await app(scope, receive, send)
         finally:
             if scope["type"] == "http":
                 tag = dict(scope["headers"]).get(TAG_HEADER.encode(), b"").decode()
-                served(tag or None)
+                served(tag or None, inherited)
 
     return marked
 
@@ -158,14 +182,41 @@ def raw_wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
             return _wsgi_stream()
         _wsgi_write_stream(write, gone_then)
         return []
-    length = environ.get("CONTENT_LENGTH") or "0"
-    environ["wsgi.input"].read(int(length))
+    if path == "/exc-info":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            boom()
+        except RuntimeError:
+            start_response("500 Internal Server Error", [("X-Error", "1")], sys.exc_info())
+        return [ERROR_PAGE]
+    if environ.get("HTTP_TRANSFER_ENCODING") == "chunked":
+        environ["wsgi.input"].read()
+    else:
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or "0"))
     status = _status(environ.get("QUERY_STRING", ""))
     write = start_response(f"{status} {HTTPStatus(status).phrase}", list(HELLO_HEADERS))
     if path == "/write":  # PEP 3333's imperative write(), then the iterable
         write(HELLO_PIECES[0])
         return [HELLO_PIECES[1]]
+    if path in ("/slow-close", "/close-raises"):
+        return _Closing(list(HELLO_PIECES), raises=path == "/close-raises")
     return list(HELLO_PIECES)
+
+
+class _Closing:
+    """A response iterable whose `close()` is slow, or raises."""
+
+    def __init__(self, pieces: list[bytes], raises: bool) -> None:
+        self._pieces = pieces
+        self._raises = raises
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._pieces)
+
+    def close(self) -> None:
+        if self._raises:
+            raise RuntimeError(CLOSE_MESSAGE)
+        time.sleep(SLOW_CLOSE)
 
 
 def _wsgi_stream() -> Iterator[bytes]:
@@ -286,10 +337,25 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = False  # server_close() waits for requests in flight: every op completes
 
 
-def serve_http() -> None:
-    """Run `Handler` on a free port of 127.0.0.1 until SIGTERM; say the port on stderr."""
-    hooktel.httpserver.instrument()
-    server = _Server(("127.0.0.1", 0), Handler)
+class _WsgirefServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = False
+
+
+class _QuietWsgirefHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any) -> None:
+        pass
+
+
+def serve_http(interface: str = "http.server") -> None:
+    """Run `Handler` (or, for `wsgiref`, `wsgi_app` on wsgiref's server) on a free port of
+    127.0.0.1 until SIGTERM; say the port on stderr."""
+    server: ThreadingHTTPServer | _WsgirefServer
+    if interface == "wsgiref":  # the standard library's WSGI server sets no REMOTE_PORT
+        server = _WsgirefServer(("127.0.0.1", 0), _QuietWsgirefHandler)
+        server.set_app(wsgi_app)
+    else:
+        hooktel.httpserver.instrument()
+        server = _Server(("127.0.0.1", 0), Handler)
 
     def stop(signum: int, frame: object) -> None:
         threading.Thread(target=server.shutdown).start()  # shutdown() waits for serve_forever
@@ -301,4 +367,4 @@ def serve_http() -> None:
 
 
 if __name__ == "__main__":
-    serve_http()
+    serve_http(*sys.argv[1:])

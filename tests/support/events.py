@@ -78,6 +78,11 @@ class EventLog:
         complete = text[: text.rfind("\n") + 1]  # a line being written is not read yet
         return [Event(**json.loads(line)) for line in complete.splitlines()]
 
+    def started(self, tag: str) -> bool:
+        """Whether the request sent with `x-test-id: tag` has started (its start hook ran)."""
+        key = f"http.request.header.{TAG_HEADER}"
+        return any(e.event == "start" and e.attrs.get(key) == [tag] for e in self.read())
+
     def operation(self, tag: str, timeout: float = 5.0) -> Operation:
         """The operation of the request sent with `x-test-id: tag`, once the server is done.
 

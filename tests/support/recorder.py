@@ -7,7 +7,8 @@ time, in this order:
 - `primary` v1.0 records every event and injects `x-hooktel-op` and
   `x-injected-by: primary`;
 - `faulty` v9.9 has only a start hook, which raises when the request carries
-  `x-test-raise-hook` (so a test can check the error line on stderr);
+  `x-test-raise-hook` (so a test can check the error line on stderr), and sets the
+  context var `LEFT_SET` without ever resetting it;
 - `auxiliary` v2.0 records every event and injects `x-injected-by: auxiliary`
   (which must lose: the first instrument to set a header wins) and
   `x-hooktel-aux`.
@@ -26,11 +27,14 @@ from __future__ import annotations
 import json
 import os
 import threading
+from contextvars import ContextVar
 from typing import Any, TextIO
 
 import hooktel
 
 EVENTS_ENV = "HOOKTEL_TEST_EVENTS"
+INJECT_ENV = "HOOKTEL_TEST_INJECT"
+"""A JSON object of extra headers `primary` returns from its inject hook (after its own)."""
 TAG_HEADER = "x-test-id"
 RAISE_HEADER = "x-test-raise-hook"
 CAPTURE_REQUEST = (
@@ -42,11 +46,15 @@ CAPTURE_REQUEST = (
     "cookie",
     "x-api-key",
     "x-csrf-token",
+    "proxy_authorization",  # the same CGI key as proxy-authorization: WSGI reads one for both
+    "x-api_key",
 )
 CAPTURE_RESPONSE = ("x-app-header", "set-cookie", "content-type", "link")
 HOOK_ERROR_MESSAGE = "hook exploded"
 SERVED = "served"
 _out: JsonLines | None = None
+LEFT_SET: ContextVar[int] = ContextVar("hooktel_test_left_set")
+"""Set by `faulty`'s start hook and never reset."""
 
 
 class JsonLines:
@@ -105,12 +113,16 @@ def recording_instrument(
 
 
 def _faulty_start(op_id: int, attrs: hooktel.Attributes) -> None:
+    LEFT_SET.set(op_id)  # and never reset: what a careless instrument does
     if f"http.request.header.{RAISE_HEADER}" in attrs:
         raise RuntimeError(HOOK_ERROR_MESSAGE)
 
 
-def served(tag: str | None) -> None:
-    """Record that the server is done with the request tagged `tag`."""
+def served(tag: str | None, inherited: int | None = None) -> None:
+    """Record that the server is done with the request tagged `tag`.
+
+    `inherited`: the `LEFT_SET` value the server's context had when the request came in.
+    """
     if _out is not None:
         _out.write(
             {
@@ -118,7 +130,7 @@ def served(tag: str | None) -> None:
                 "event": SERVED,
                 "op_id": 0,
                 "pid": os.getpid(),
-                "attrs": {"tag": tag},
+                "attrs": {"tag": tag, "inherited": inherited},
             }
         )
 
@@ -130,9 +142,13 @@ def attach_from_env() -> None:
     if not path:
         return
     out = _out = JsonLines(path)
+    extra = json.loads(os.environ.get(INJECT_ENV) or "{}")
     hooktel.attach(
         recording_instrument(
-            out, "primary", "1.0", {"x-hooktel-op": "{op_id}", "x-injected-by": "primary"}
+            out,
+            "primary",
+            "1.0",
+            {"x-hooktel-op": "{op_id}", "x-injected-by": "primary", **extra},
         )
     )
     hooktel.attach(

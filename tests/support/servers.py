@@ -26,6 +26,7 @@ from tests.support.recorder import EVENTS_ENV
 ROOT = Path(__file__).resolve().parents[2]
 ASGI_APP = "tests.support.apps:asgi_app"
 WSGI_APP = "tests.support.apps:wsgi_app"
+UVICORN = ("-m", "uvicorn", ASGI_APP, "--host", "127.0.0.1", "--port", "0")
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,13 @@ class ServerSpec:
 
 
 SERVERS = {
+    # h11 on asyncio, and httptools on uvloop (what `uvicorn[standard]` runs).
     "uvicorn": ServerSpec(
-        ("-m", "uvicorn", ASGI_APP, "--host", "127.0.0.1", "--port", "0"),
+        (*UVICORN, "--http", "h11", "--loop", "asyncio"),
+        r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
+    ),
+    "uvicorn-httptools": ServerSpec(
+        (*UVICORN, "--http", "httptools", "--loop", "uvloop"),
         r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
     ),
     "gunicorn": ServerSpec(
@@ -74,6 +80,10 @@ SERVERS = {
             ASGI_APP,
         ),
         "",
+    ),
+    "wsgiref": ServerSpec(
+        ("-m", "tests.support.apps", "wsgiref"),
+        r"listening on http://127\.0\.0\.1:(\d+)",
     ),
     "waitress": ServerSpec(
         ("-m", "waitress", "--listen=127.0.0.1:0", WSGI_APP),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -37,3 +38,14 @@ def recorder() -> Recorder:
     rec = Recorder()
     rec.attach()
     return rec
+
+
+@pytest.fixture
+def unconfigured_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Logging as an app that never configured it has it: no handler anywhere.
+
+    pytest puts its own capturing handlers on the loggers while a test runs;
+    with a `hooktel` logger outside the logging tree, hook errors take the
+    path an unconfigured process takes, to stderr.
+    """
+    monkeypatch.setattr(_errors, "logger", logging.Logger("hooktel"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
@@ -11,12 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import hooktel
-from hooktel import Instrument, InstrumentKind
+from hooktel import Instrument, InstrumentKind, _errors
 from hooktel._errors import RateLimitedLog
 
 from .helpers import Recorder
+
+# Logging is left unconfigured here, so the lines go to stderr (see `unconfigured_logging`);
+# what a configured logging gets is tested at the end.
+pytestmark = pytest.mark.usefixtures("unconfigured_logging")
 
 LINE = re.compile(r"\[hooktel\] Error in (on_operation_\w+) \((.+) v(.+)\): (\w+): (.*)")
 
@@ -407,3 +414,120 @@ def test_inject_returned_mapping_is_copied() -> None:
     headers["x-b"] = "2"
     assert mine == {"x-a": "1"}
     assert inject_now() == {"x-a": "1"}
+
+
+# Headers that frame or route a message (RFC 9110 7.2, 7.6.1; RFC 9112 6; RFC 9113 8.2.2),
+# listed here rather than imported, so a name taken off the list fails a test.
+FRAMING = (
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "http2-settings",
+    "host",
+)
+
+
+@pytest.mark.parametrize("name", FRAMING)
+def test_inject_framing_header_is_dropped_and_logged(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hooktel.attach(injecting("framer", {"x-before": "1", name: "0", "x-after": "2"}))
+    hooktel.attach(injecting("other", {name.upper(): "0", "x-other": "3"}))
+    assert inject_now() == {"x-before": "1", "x-after": "2", "x-other": "3"}
+    lines = error_lines(capsys)
+    assert [line.split(":")[0] for line in lines] == [
+        "[hooktel] Error in on_operation_inject (framer v1)",
+        "[hooktel] Error in on_operation_inject (other v1)",
+    ]
+    assert f"{name!r}" in lines[0] and "frame or route the message" in lines[0]
+
+
+@given(
+    name=st.sampled_from(FRAMING).flatmap(
+        lambda n: st.tuples(*(st.sampled_from([c.lower(), c.upper()]) for c in n)).map("".join)
+    ),
+    value=st.sampled_from(["0", "999", "chunked", "close", "h2c", "example.com", ""]),
+)
+def test_inject_framing_header_in_any_case_is_dropped(name: str, value: str) -> None:
+    with hooktel.attach(injecting("framer", {name: value, "x-kept": "1"})):
+        assert inject_now() == {"x-kept": "1"}
+
+
+def test_inject_framing_and_invalid_headers_are_told_apart(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    hooktel.attach(injecting("mixed", {"Content-Length": "5", "x-bad": "a\nb", "x-ok": "1"}))
+    assert inject_now() == {"x-ok": "1"}
+    [line] = error_lines(capsys)
+    assert "dropped invalid header(s) ['x-bad']" in line
+    assert "dropped header(s) ['Content-Length']: headers that frame or route" in line
+
+
+# --- through logging -----------------------------------------------------------------
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_with_logging_configured_lines_go_to_the_hooktel_logger(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = Records()
+    logger = logging.Logger("hooktel")
+    logger.addHandler(handler)
+    monkeypatch.setattr(_errors, "logger", logger)
+    log = RateLimitedLog(limit=2, clock=lambda: 0.0)
+    for i in range(5):
+        log.write(f"line {i}")
+    log.flush()
+    assert [(r.name, r.levelno, r.getMessage()) for r in handler.records] == [
+        ("hooktel", logging.ERROR, "line 0"),
+        ("hooktel", logging.ERROR, "line 1"),
+        ("hooktel", logging.WARNING, "[hooktel] 3 more hook error(s) suppressed (rate limit)"),
+    ]
+    assert capsys.readouterr().err == ""
+
+
+def test_a_silenced_hooktel_logger_writes_nothing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger = logging.Logger("hooktel", level=logging.CRITICAL)
+    monkeypatch.setattr(_errors, "logger", logger)
+    hooktel.attach(Instrument("http", "n", "1", on_operation_start=raising()))
+    hooks = hooktel.native_hooks()
+    assert hooks is not None
+    hooks.notify_start(1, {})
+    assert capsys.readouterr().err == ""
+
+
+def test_a_process_that_configured_logging_gets_its_format(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import logging, sys
+        logging.basicConfig(stream=sys.stdout, format="%(levelname)s %(name)s | %(message)s")
+        import hooktel
+        def broken(op_id, attrs):
+            raise KeyError("http.route")
+        hooktel.attach(hooktel.Instrument("http", "access-log", "1.0", on_operation_end=broken))
+        hooktel.native_hooks().notify_end(1, {})
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.splitlines() == [
+        "ERROR hooktel | [hooktel] Error in on_operation_end (access-log v1.0): "
+        "KeyError: 'http.route'"
+    ]
+    assert result.stderr == ""

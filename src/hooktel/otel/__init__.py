@@ -21,8 +21,6 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from .. import __version__, attach, detach, frameworks, httpserver
 from .._instrument import Instrument, InstrumentKind
 from .._registry import InstrumentRef
-from ._config import Config
-from ._spans import ServerSpans
 
 if TYPE_CHECKING:
     from ._otlp_processor import ExportStats, OTLPSpanProcessor
@@ -39,8 +37,10 @@ class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
     `instrument()` options: `tracer_provider`, `capture_request_headers`,
     `capture_response_headers`, `excluded_urls`, `response_propagation`
     (`"traceparent"`, `"traceresponse"`, `"server-timing"` or `None`),
-    `request_hook(span, attributes)` and `response_hook(span, attributes)`.
-    It also installs the hook points of `http.server` and of the frameworks
+    `request_hook(span, attributes)` and `response_hook(span, attributes)`;
+    contrib's option names where hooktel can honour them, and one warning
+    naming each option it cannot (see `_config`). It also installs the hook
+    points of `http.server` and of the frameworks
     `hooktel.frameworks` knows (Starlette/FastAPI, Flask, Django); any other
     ASGI or WSGI app is wrapped in `hooktel.asgi` / `hooktel.wsgi`
     `TelemetryMiddleware`.
@@ -52,6 +52,12 @@ class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
         return ()
 
     def _instrument(self, **kwargs: Any) -> None:
+        # Imported here, not above: `hooktel.propagation` (an OpenTelemetry propagator entry
+        # point, loaded while `opentelemetry.propagate` itself imports) needs `._sdk` from
+        # this package, and `._spans` imports `opentelemetry.propagate`.
+        from ._config import Config
+        from ._spans import ServerSpans
+
         config = Config.from_kwargs(kwargs)
         tracer = trace.get_tracer(
             _NAME, __version__, kwargs.get("tracer_provider"), schema_url=_SCHEMA_URL
@@ -72,11 +78,13 @@ class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
         )
         httpserver.instrument()
         frameworks.instrument()
+        frameworks.traced_span = spans.borrowed  # FastAPI's own request span steps aside
 
     def _uninstrument(self, **kwargs: Any) -> None:
         if self._ref is not None:
             detach(self._ref)
             self._ref = None
+            frameworks.traced_span = None
 
 
 def __getattr__(name: str) -> Any:

@@ -13,11 +13,13 @@ number order, shortest varints, a field at its default value left out
   counts as none), each group where its first span appears; two equal
   resources (or scopes) are one group, as in the stock exporter's dicts.
 - Each span is read through the fields `ReadableSpan`'s properties return
-  (`_name`, `_context`, `_parent`, `_resource`, `_attributes`, `_events`,
-  `_links`, `_kind`, `_status`, `_start_time`, `_end_time`,
-  `_instrumentation_scope`), which every SDK span handed to `on_end` has
-  (the SDK's own `ReadableSpan`, and hooktel's `RequestSpan`); events, links,
-  statuses, resources and scopes through their public properties.
+  (`_sdk.READABLE_FIELDS`: `_name`, `_context`, `_parent`, `_resource`,
+  `_attributes`, `_events`, `_links`, `_kind`, `_status`, `_start_time`,
+  `_end_time`, `_instrumentation_scope`), which every SDK span handed to
+  `on_end` has (the SDK's own `ReadableSpan`, and hooktel's `RequestSpan`);
+  events, links, statuses, resources and scopes through their public
+  properties. (The C twin also reads a `BoundedAttributes`' own dict, `_dict`,
+  when it is a plain dict: the same items, in the same order, faster.)
 - An attribute whose value OTLP cannot carry (a type it has no value for, an
   int outside int64, a str that is not valid Unicode, arrays or maps nested
   over `MAX_DEPTH` deep) is left out, as the stock encoder leaves it out (it logs it);

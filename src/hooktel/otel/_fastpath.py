@@ -20,7 +20,7 @@ it off; the test suite runs both ways and compares them.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace as trace_api
@@ -29,6 +29,7 @@ from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import SpanKind, TraceFlags
 
+from . import _sdk
 from ._requestspan import RequestSpan
 
 ENV_FAST_PATH = "HOOKTEL_OTEL_FAST_PATH"
@@ -39,7 +40,7 @@ _PASS_THROUGH_SAMPLERS = (
     sampling.TraceIdRatioBased,
     sampling.ParentBased,
 )
-_RANDOM_TRACE_ID = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
+_RANDOM_TRACE_ID = _sdk.RANDOM_TRACE_ID
 # The four trace flags a span can start with: _FLAGS[sampled][random trace id].
 _FLAGS = (
     (TraceFlags(TraceFlags.DEFAULT), TraceFlags(TraceFlags.DEFAULT | _RANDOM_TRACE_ID)),
@@ -49,7 +50,6 @@ _FLAGS = (
 _SERVER = SpanKind.SERVER
 _RECORD_AND_SAMPLE = sampling.Decision.RECORD_AND_SAMPLE
 _DROP = sampling.Decision.DROP
-_SDK_TRACER_FIELDS = ("sampler", "id_generator", "resource", "span_processor", "_span_limits")
 
 
 def enabled() -> bool:
@@ -64,24 +64,16 @@ class FastSpans:
         self._tracer = tracer
         self._trusted_sampler = type(tracer.sampler) in _PASS_THROUGH_SAMPLERS
         # What older or newer SDKs may lack, looked up once.
-        self._is_enabled: Callable[[], bool] | None = getattr(tracer, "_is_enabled", None)
-        metrics = getattr(tracer, "_tracer_metrics", None)
-        # The SDK's internal metrics are off unless OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED.
-        self._metrics: Any = None if type(metrics).__name__ == "NoOpTracerMetrics" else metrics
-        self._random_ids = _is_trace_id_random(tracer)
-        self._on_ending: Callable[[Any], None] | None = getattr(
-            tracer.span_processor, "_on_ending", None
-        )
+        self._is_enabled = _sdk.enabled_check(tracer)
+        self._metrics: Any = _sdk.tracer_metrics(tracer)
+        self._random_ids = _sdk.is_trace_id_random(tracer)
+        self._on_ending = _sdk.on_ending(tracer)
 
     @classmethod
     def for_tracer(cls, tracer: trace_api.Tracer) -> FastSpans | None:
         """A fast path for `tracer`, or None when it is not an SDK tracer this one knows."""
-        real = getattr(tracer, "_real_tracer", None) or tracer  # a ProxyTracer once resolved
-        if type(real) is not sdk_trace.Tracer:
-            return None
-        if not all(hasattr(real, field) for field in _SDK_TRACER_FIELDS):
-            return None
-        return cls(real)
+        real = _sdk.sdk_tracer(tracer)
+        return None if real is None else cls(real)
 
     def start(
         self,
@@ -137,8 +129,3 @@ def set_trusted(span: trace_api.Span, attributes: Mapping[str, Any]) -> None:
         span.set_trusted(attributes)
     else:
         span.set_attributes(attributes)
-
-
-def _is_trace_id_random(tracer: sdk_trace.Tracer) -> bool:
-    check = getattr(tracer.id_generator, "is_trace_id_random", None)
-    return bool(check()) if check is not None and _RANDOM_TRACE_ID else False

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import _sdk
+
 _last: tuple[object, bool] = ((), False)  # the provider's processors last seen, and the answer
 
 
 def takes_request_spans(span_processor: Any) -> bool:
     """True when every processor behind `span_processor` (the provider's) takes a RequestSpan."""
     global _last  # noqa: PLW0603 - a one-entry cache: the processors change only when added
-    processors = getattr(span_processor, "_span_processors", None)
+    processors = _sdk.span_processors(span_processor)
     seen, answer = _last
     if processors is seen:
         return answer
     answer = bool(processors) and all(
         getattr(type(processor), "takes_ended_request_spans", False) is True
-        for processor in processors  # type: ignore[union-attr]
+        for processor in processors or ()
     )
     _last = (processors, answer)
     return answer

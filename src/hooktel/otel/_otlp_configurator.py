@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
 from ._otlp_processor import OTLPSpanProcessor
@@ -44,15 +45,19 @@ class OTLPConfigurator(_OTelSDKConfigurator):
             if name.strip()
         ]
         kept = [name for name in names if name not in REPLACED]
-        processors = list(kwargs.pop("span_processors", None) or ())
-        if len(kept) < len(names):
-            processors.append(OTLPSpanProcessor())
         previous = os.environ.get(TRACES_EXPORTER_ENV)
         os.environ[TRACES_EXPORTER_ENV] = ",".join(kept) or "none"  # what the SDK still sets up
         try:
-            super()._configure(span_processors=processors, **kwargs)  # type: ignore[no-untyped-call]
+            super()._configure(**kwargs)  # type: ignore[no-untyped-call]
         finally:
             if previous is None:
                 del os.environ[TRACES_EXPORTER_ENV]
             else:
                 os.environ[TRACES_EXPORTER_ENV] = previous
+        if len(kept) < len(names):
+            # The provider the SDK just set globally (by the API, on every SDK version).
+            provider = trace.get_tracer_provider()
+            add = getattr(provider, "add_span_processor", None)
+            if add is None:
+                raise RuntimeError(f"{NAME}: no SDK TracerProvider was set up")
+            add(OTLPSpanProcessor())

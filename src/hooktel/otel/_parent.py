@@ -17,17 +17,17 @@ from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from .. import propagation  # a module, read at call time: it imports `_sdk` from here
 from .._instrument import Attributes
-from ..propagation import TraceContextPropagator, span_context_from_parent
+from . import _sdk
 
-_W3C_TRACE = (TraceContextTextMapPropagator, TraceContextPropagator)
 _BAGGAGE_KEY = "http.request.header.baggage"
 _PREFIX = "http.request.header."
 _EMPTY = Context()  # immutable: the parent of every request that brings no context
 
 
 def _members(textmap: TextMapPropagator) -> list[TextMapPropagator]:
-    inner = getattr(textmap, "_propagators", None)  # CompositePropagator
+    inner = _sdk.composite_members(textmap)
     if inner is None:
         return [textmap]
     return [member for propagator in inner for member in _members(propagator)]
@@ -43,7 +43,8 @@ class ParentExtractor:
     def _configure(self, textmap: TextMapPropagator) -> None:
         self._textmap = textmap
         members = _members(textmap)
-        self._w3c = all(isinstance(m, (*_W3C_TRACE, W3CBaggagePropagator)) for m in members)
+        w3c = (TraceContextTextMapPropagator, propagation.TraceContextPropagator)
+        self._w3c = all(isinstance(m, (*w3c, W3CBaggagePropagator)) for m in members)
         self._baggage = any(isinstance(m, W3CBaggagePropagator) for m in members)
         if self._w3c:
             self.header_names: tuple[str, ...] = ("baggage",) if self._baggage else ()
@@ -64,7 +65,7 @@ class ParentExtractor:
         ctx = _EMPTY
         trace_id = attrs.get("trace.parent.trace_id")
         if trace_id is not None:
-            parent = span_context_from_parent(
+            parent = propagation.span_context_from_parent(
                 trace_id,
                 attrs["trace.parent.span_id"],
                 attrs["trace.parent.trace_flags"],

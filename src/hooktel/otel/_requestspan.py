@@ -8,6 +8,8 @@ links or attributes of its own, which then take the SDK's validating route
 (`BoundedAttributes`, `BoundedList`, the same span limits). It subclasses
 `ReadableSpan` like the SDK's `Span` does, so span processors see the same
 read interface in `on_start`, and get a genuine `ReadableSpan` in `on_end`.
+The fields it sets are `ReadableSpan`'s own (`_sdk.READABLE_FIELDS`); the fast
+path is only used where the SDK keeps that layout.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from . import _sdk
 from ._handover import takes_request_spans
 
 logger = logging.getLogger(__name__)
@@ -54,13 +57,13 @@ class RequestSpan(trace_api.Span, ReadableSpan):
         self._kind = _SERVER
         self._resource = tracer.resource
         self._instrumentation_info = tracer.instrumentation_info
-        self._instrumentation_scope = tracer._instrumentation_scope
+        self._instrumentation_scope = _sdk.instrumentation_scope(tracer)
         self._status = _UNSET
         self._start_time: int | None = None
         self._end_time: int | None = None
         self._events: BoundedList[Event] | tuple[()] = ()
         self._links: BoundedList[trace_api.Link] | tuple[()] = ()
-        self._limits: SpanLimits = tracer._span_limits
+        self._limits: SpanLimits = _sdk.span_limits(tracer)
         self._span_processor = tracer.span_processor
         self._record_end_metrics = record_end_metrics
         self._on_ending = on_ending
@@ -84,7 +87,7 @@ class RequestSpan(trace_api.Span, ReadableSpan):
             if type(current) is dict and self._fits(len(attributes)):
                 current.update(attributes)
             else:
-                self._as_bounded()._set_items(attributes)
+                _sdk.set_items(self._as_bounded(), attributes)
 
     def _fits(self, extra: int) -> bool:
         """True while no span limit can bite on the plain dict."""
@@ -121,7 +124,7 @@ class RequestSpan(trace_api.Span, ReadableSpan):
             if self._end_time is not None:
                 logger.warning("Setting attribute on ended span.")
                 return
-            self._as_bounded()._set_items(attributes)
+            _sdk.set_items(self._as_bounded(), attributes)
 
     def set_attribute(self, key: str, value: Any) -> None:
         self.set_attributes({key: value})
@@ -216,7 +219,7 @@ class RequestSpan(trace_api.Span, ReadableSpan):
                 return
             self._end_time = end_time if end_time is not None else time.time_ns()
             if type(self._attributes) is not dict:
-                self._attributes._immutable = True  # type: ignore[union-attr]
+                _sdk.freeze(self._attributes)  # type: ignore[arg-type]
         if self._record_end_metrics is not None:
             self._record_end_metrics()
         if self._on_ending is not None:

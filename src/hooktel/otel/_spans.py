@@ -7,13 +7,11 @@ the server runs there.
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.propagate import get_global_textmap
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -22,9 +20,12 @@ from .._headers import REDACTED
 from .._instrument import Attributes
 from .._traceparent import format_traceparent
 from . import _fastpath
+from ._borrowed import BorrowedSpan
 from ._config import Config
 from ._fastpath import FastSpans
 from ._parent import ParentExtractor
+from ._sdk import restore_context
+from ._semconv import with_old_names
 
 # Keys that exist for instruments, not for spans: the span has its own ids and
 # timestamps, and url.full is a client-span attribute.
@@ -67,6 +68,7 @@ class ServerSpans:
         self._name = name
         self._version = version
         self._live: dict[int, _Live] = {}
+        self._old_names = config.old_names
         self._fast_enabled = _fastpath.enabled()
         self._fast: FastSpans | None = None
         self._parents = ParentExtractor(get_global_textmap)
@@ -114,6 +116,11 @@ class ServerSpans:
         if self._config.request_hook is not None:
             self._run_hook("request_hook", self._config.request_hook, span, attrs)
 
+    def borrowed(self, op_id: int) -> BorrowedSpan | None:
+        """The span of operation `op_id` as a framework may hold it; None if not traced."""
+        live = self._live.get(op_id)
+        return BorrowedSpan(live.span) if live is not None else None
+
     def on_inject(self, op_id: int) -> dict[str, str] | None:
         live = self._live.get(op_id)
         if live is None:
@@ -156,7 +163,7 @@ class ServerSpans:
                 self._run_hook("response_hook", self._config.response_hook, span, attrs)
             span.end(end_time=_end_time(live, attrs))
         finally:
-            _restore(live)
+            restore_context(live.token, live.span)
 
     def _resolve_fast(self) -> FastSpans | None:
         """The fast path, once the tracer is known to be the SDK's (see `_fastpath`)."""
@@ -167,12 +174,14 @@ class ServerSpans:
     def _span_attributes(self, attrs: Attributes) -> dict[str, Any]:
         skip, sanitized = self._skip, self._sanitized
         if not sanitized:
-            return {key: value for key, value in attrs.items() if key not in skip}
-        return {
-            key: ((REDACTED,) if key in sanitized else value)
-            for key, value in attrs.items()
-            if key not in skip
-        }
+            span_attrs = {key: value for key, value in attrs.items() if key not in skip}
+        else:
+            span_attrs = {
+                key: ((REDACTED,) if key in sanitized else value)
+                for key, value in attrs.items()
+                if key not in skip
+            }
+        return with_old_names(span_attrs, attrs) if self._old_names else span_attrs
 
     def _run_hook(self, which: str, hook: Any, span: trace.Span, attrs: Mapping[str, Any]) -> None:
         try:
@@ -205,24 +214,3 @@ def _mark_error(live: _Live, attrs: Attributes) -> None:
 
 def _end_time(live: _Live, attrs: Attributes) -> int:
     return live.start_ns + int(attrs.get("operation.duration", 0))
-
-
-def _restore(live: _Live) -> None:
-    """Detach the request's context, also where the server ended it from a copy of it.
-
-    A framework may send the response from a child task (Django's ASGI handler,
-    Starlette's streaming responses): that task holds a copy of the request's
-    context, in which the token cannot be reset, and the server may start the
-    next pipelined request from inside that send. So where the request's span
-    is still current, the context goes back to what it was before the request.
-    """
-    token = live.token
-    if not isinstance(token, contextvars.Token):
-        context_api.detach(token)  # type: ignore[arg-type]
-        return
-    try:
-        token.var.reset(token)
-    except ValueError:
-        if trace.get_current_span() is live.span:
-            previous = token.old_value
-            token.var.set(Context() if previous is contextvars.Token.MISSING else previous)

@@ -1,0 +1,157 @@
+"""Every use hooktel makes of the OpenTelemetry API's and SDK's private parts, in one place.
+
+Tested with opentelemetry-api and -sdk from `FLOOR` (the floor pyproject.toml
+declares; `scripts/test.sh` runs tests/otel against it) to `NEWEST` (the pin of
+requirements-dev.txt). Outside that range each accessor degrades rather than
+fails: what a version lacks is looked up once and left out, and the fast
+span path (`_fastpath`) turns itself off for an SDK whose tracer or
+`ReadableSpan` is not laid out as below, so requests take the ordinary API path.
+
+What 1.28 lacks and the newest SDK has, and how it is met here:
+- `TraceFlags.RANDOM_TRACE_ID` (1.42): 0 before, so no such flag is set or kept;
+- `BoundedAttributes._set_items` (1.43): attributes set one by one before, as
+  the SDK's own `set_attributes` then did;
+- `Tracer._is_enabled`, `Tracer._tracer_metrics` and the span processor's
+  `_on_ending`: not called where absent.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
+from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.trace import TraceFlags, TraceState
+
+FLOOR = "1.28.0"
+NEWEST = "1.45.2"
+
+RANDOM_TRACE_ID: int = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
+"""The W3C Level 2 random-trace-id flag where the API knows it (1.42+), else 0."""
+
+_TRACER_FIELDS = ("sampler", "id_generator", "resource", "span_processor", "_span_limits")
+READABLE_FIELDS = (
+    "_name",
+    "_context",
+    "_parent",
+    "_kind",
+    "_resource",
+    "_attributes",
+    "_events",
+    "_links",
+    "_instrumentation_info",
+    "_instrumentation_scope",
+    "_status",
+    "_start_time",
+    "_end_time",
+)
+"""The fields `ReadableSpan`'s properties read; `RequestSpan` sets them without its constructor."""
+
+
+def _readable_layout() -> bool:
+    """True when `ReadableSpan` keeps what its properties read in `READABLE_FIELDS`."""
+    span = sdk_trace.ReadableSpan("probe")
+    return all(hasattr(span, field) for field in READABLE_FIELDS)
+
+
+READABLE_LAYOUT = _readable_layout()
+
+
+def sdk_tracer(tracer: trace.Tracer) -> sdk_trace.Tracer | None:
+    """The SDK `Tracer` behind `tracer` (a resolved `ProxyTracer` included), if the fast
+    path knows its layout; else None."""
+    real = getattr(tracer, "_real_tracer", None) or tracer
+    if type(real) is not sdk_trace.Tracer or not READABLE_LAYOUT:
+        return None
+    if not all(hasattr(real, field) for field in _TRACER_FIELDS):
+        return None
+    return real
+
+
+def span_limits(tracer: sdk_trace.Tracer) -> sdk_trace.SpanLimits:
+    limits: sdk_trace.SpanLimits = tracer._span_limits
+    return limits
+
+
+def instrumentation_scope(tracer: sdk_trace.Tracer) -> Any:
+    return tracer._instrumentation_scope
+
+
+def enabled_check(tracer: sdk_trace.Tracer) -> Callable[[], bool] | None:
+    """The tracer's own "is it enabled" check, where the SDK has one."""
+    return getattr(tracer, "_is_enabled", None)
+
+
+def tracer_metrics(tracer: sdk_trace.Tracer) -> Any:
+    """The SDK's internal span metrics, or None (absent, or the no-op kind the SDK uses
+    unless OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED is set)."""
+    metrics = getattr(tracer, "_tracer_metrics", None)
+    return None if type(metrics).__name__ == "NoOpTracerMetrics" else metrics
+
+
+def on_ending(tracer: sdk_trace.Tracer) -> Callable[[Any], None] | None:
+    """The span processors' `_on_ending` hook, where the SDK calls one before `on_end`."""
+    return getattr(tracer.span_processor, "_on_ending", None)
+
+
+def is_trace_id_random(tracer: sdk_trace.Tracer) -> bool:
+    check = getattr(tracer.id_generator, "is_trace_id_random", None)
+    return bool(check()) if check is not None and RANDOM_TRACE_ID else False
+
+
+def span_processors(active: Any) -> tuple[Any, ...] | None:
+    """The processors a provider's span processor (a multi span processor) calls, or None."""
+    processors = getattr(active, "_span_processors", None)
+    return processors if isinstance(processors, tuple) else None
+
+
+def set_items(bounded: BoundedAttributes, attributes: Mapping[str, Any]) -> None:
+    """`attributes` into `bounded` with the SDK's validation and limits."""
+    set_all = getattr(bounded, "_set_items", None)
+    if set_all is not None:
+        set_all(attributes)
+        return
+    for key, value in attributes.items():
+        bounded[key] = value
+
+
+def freeze(bounded: BoundedAttributes) -> None:
+    """Make `bounded` immutable, as the SDK does when a span ends."""
+    bounded._immutable = True
+
+
+def composite_members(propagator: Any) -> list[Any] | None:
+    """The propagators inside a `CompositePropagator`, or None for any other propagator."""
+    inner = getattr(propagator, "_propagators", None)
+    return None if inner is None else list(inner)
+
+
+def trace_state_entries(state: TraceState) -> dict[str, str]:
+    """The dict behind a `TraceState`, for a subclass to fill in its own constructor."""
+    entries: dict[str, str] = state._dict
+    return entries
+
+
+def restore_context(token: object, span: trace.Span) -> None:
+    """Detach the context a request attached, also from a copy of the request's context.
+
+    The API's runtime context returns a `contextvars.Token`. A framework may end
+    the request from a child task, which holds a copy of the request's context
+    where the token cannot be reset; there, where the request's span is still
+    current, the variable goes back to what it held before the request.
+    """
+    if not isinstance(token, contextvars.Token):
+        from opentelemetry import context as context_api
+
+        context_api.detach(token)  # type: ignore[arg-type]
+        return
+    try:
+        token.var.reset(token)
+    except ValueError:
+        if trace.get_current_span() is span:
+            previous = token.old_value
+            token.var.set(Context() if previous is contextvars.Token.MISSING else previous)
