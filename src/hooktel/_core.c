@@ -37,16 +37,6 @@ wall_clock_ns(void)
     return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
 }
 
-/* The hooks of kind HTTP (borrowed from HOOKS_BY_KIND), or NULL when none are attached:
- * the one check a request pays with nothing attached. */
-PyObject *
-current_hooks(CoreState *state)
-{
-    PyObject *hooks = state->hooks_by_kind == NULL ? Py_None
-                                                   : PyList_GET_ITEM(state->hooks_by_kind, HTTP_KIND);
-    return hooks == Py_None ? NULL : hooks;
-}
-
 static void
 snapshot_clear(Snapshot *snapshot)
 {
@@ -197,6 +187,30 @@ format_traceparent(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyUnicode_FromStringAndSize(out, 55);
 }
 
+PyDoc_STRVAR(without_keys_doc,
+"without_keys(mapping, skip) -> dict\n\n"
+"A new dict of the items of `mapping` (a dict) whose keys are not in `skip` (a set):\n"
+"the twin of `{k: v for k, v in mapping.items() if k not in skip}`.");
+
+static PyObject *
+without_keys(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyDict_Check(args[0]) || !PyAnySet_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "without_keys(mapping: dict, skip: set)");
+        return NULL;
+    }
+    PyObject *result = _PyDict_NewPresized(PyDict_GET_SIZE(args[0]));
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    while (result != NULL && PyDict_Next(args[0], &position, &key, &value)) {
+        int skipped = PySet_Contains(args[1], key);
+        if (skipped < 0 || (!skipped && PyDict_SetItem(result, key, value) < 0)) {
+            Py_CLEAR(result);
+        }
+    }
+    return result;
+}
+
 /* ---------------------------------------------------------------- configuration */
 
 static int
@@ -241,6 +255,8 @@ configure(PyObject *module, PyObject *args, PyObject *options)
         object_option(options, "known_methods", &state->known_methods) < 0 ||
         object_option(options, "header_pairs", &state->header_pairs) < 0 ||
         object_option(options, "merge_injected", &state->merge_injected) < 0 ||
+        object_option(options, "framing_headers", &state->framing_headers) < 0 ||
+        size_option(options, "max_injected_headers", &state->max_injected_headers) < 0 ||
         object_option(options, "cgi_scanned_keys", &state->cgi_scanned_keys) < 0 ||
         object_option(options, "redacted", &state->redacted) < 0 ||
         size_option(options, "max_header_value", &state->max_header_value) < 0 ||
@@ -252,7 +268,8 @@ configure(PyObject *module, PyObject *args, PyObject *options)
         return NULL;
     }
     if (!PyList_Check(state->hooks_by_kind) || PyList_GET_SIZE(state->hooks_by_kind) <= HTTP_KIND ||
-        !PyAnySet_Check(state->known_methods) || !PyTuple_Check(state->cgi_scanned_keys)) {
+        !PyAnySet_Check(state->known_methods) || !PyAnySet_Check(state->framing_headers) ||
+        !PyTuple_Check(state->cgi_scanned_keys)) {
         PyErr_SetString(PyExc_TypeError, "configure(): unexpected types");
         Py_CLEAR(state->hooks_by_kind);
         return NULL;
@@ -284,6 +301,8 @@ mark_coroutine_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef core_methods[] = {
     {"format_traceparent", (PyCFunction)(void (*)(void))format_traceparent, METH_FASTCALL,
      format_traceparent_doc},
+    {"without_keys", (PyCFunction)(void (*)(void))without_keys, METH_FASTCALL,
+     without_keys_doc},
     {"parse_traceparent", (PyCFunction)core_parse_traceparent, METH_O,
      "The (trace_id, span_id, trace_flags) of a traceparent value, or None."},
     {"begin_http", (PyCFunction)(void (*)(void))core_begin_http, METH_FASTCALL | METH_KEYWORDS,
@@ -336,7 +355,7 @@ core_exec(PyObject *module)
     X(asgi_request_type) X(step_type) X(wsgi_middleware_type)                  \
     X(wsgi_request_type) X(wsgi_response_type) X(hooks_by_kind)                \
     X(report_hook_error) X(format_exception) X(known_methods) X(header_pairs)  \
-    X(merge_injected) X(cgi_scanned_keys) X(redacted) X(snapshot.hooks)        \
+    X(merge_injected) X(framing_headers) X(cgi_scanned_keys) X(redacted) X(snapshot.hooks)        \
     X(snapshot.start_hooks) X(snapshot.end_hooks) X(snapshot.error_hooks)      \
     X(snapshot.inject_hooks) X(snapshot.request_capture)                       \
     X(snapshot.response_capture) X(snapshot.generate_id)

@@ -48,6 +48,7 @@
     X(s_other, "_OTHER")                                                       \
     X(s_empty, "")                                                             \
     X(s_slash, "/")                                                            \
+    X(s_lower, "lower")                                                        \
     X(s_scheme_separator, "://")                                               \
     X(s_question_mark, "?")                                                    \
     X(s_colon, ":")                                                            \
@@ -150,6 +151,8 @@ typedef struct {
     PyObject *known_methods;     /* _http.KNOWN_METHODS (a frozenset) */
     PyObject *header_pairs;      /* _http.header_pairs */
     PyObject *merge_injected;    /* _registry.merge_injected */
+    PyObject *framing_headers;   /* _registry.FRAMING_HEADERS (a frozenset) */
+    Py_ssize_t max_injected_headers;
     PyObject *cgi_scanned_keys;  /* wsgi._SCANNED_KEYS: ((cgi key, header name), ...) */
     Py_ssize_t max_header_value, max_url, max_message, max_stacktrace, max_host,
         max_tracestate;
@@ -214,7 +217,16 @@ CoreState *core_state_of_type(PyTypeObject *type);
 int64_t monotonic_ns(void);
 int64_t wall_clock_ns(void);
 int core_configured(CoreState *state);
-PyObject *current_hooks(CoreState *state); /* borrowed; NULL (no error) when none */
+/* The hooks of kind HTTP (borrowed from HOOKS_BY_KIND), or NULL when none are attached:
+ * the one check a request pays with nothing attached. */
+static inline PyObject *
+current_hooks(CoreState *state)
+{
+    PyObject *hooks = state->hooks_by_kind == NULL ? Py_None
+                                                   : PyList_GET_ITEM(state->hooks_by_kind, HTTP_KIND);
+    return hooks == Py_None ? NULL : hooks;
+}
+
 Snapshot *snapshot_of(CoreState *state, PyObject *hooks); /* valid until Python code runs */
 PyObject *optional_attr(PyObject *obj, PyObject *name); /* new ref; NULL, no error: absent */
 PyObject *text_join(PyObject *const *parts, Py_ssize_t count); /* "".join(parts) of str */

@@ -107,6 +107,89 @@ report_inject_error(CoreState *state, PyObject *bound)
     return reported == NULL ? -1 : 0;
 }
 
+/* Twin of _headers.is_token (RFC 9110's tchar): every character of `name` is one. */
+static int
+is_token(PyObject *name)
+{
+    static const char *TCHARS = "!#$%&'*+-.^_`|~";
+    Py_ssize_t length = PyUnicode_GET_LENGTH(name);
+    if (length == 0 || !PyUnicode_IS_ASCII(name)) {
+        return 0;
+    }
+    const unsigned char *text = PyUnicode_1BYTE_DATA(name);
+    for (Py_ssize_t i = 0; i < length; i++) {
+        unsigned char c = text[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              (c != 0 && strchr(TCHARS, c) != NULL))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Twin of _registry._valid_header, and not a framing header: a header that goes in. */
+static int
+acceptable_header(CoreState *state, PyObject *name, PyObject *value, PyObject **lowered)
+{
+    *lowered = NULL;
+    if (!PyUnicode_CheckExact(name) || !PyUnicode_CheckExact(value) ||
+        PyUnicode_GET_LENGTH(value) > state->max_header_value || !is_token(name) ||
+        PyUnicode_MAX_CHAR_VALUE(value) > 0xff) {
+        return 0;
+    }
+    Py_ssize_t length = PyUnicode_GET_LENGTH(value);
+    const Py_UCS1 *chars = PyUnicode_1BYTE_DATA(value);
+    for (Py_ssize_t i = 0; i < length; i++) {
+        if (chars[i] == '\r' || chars[i] == '\n' || chars[i] == 0) {
+            return 0;
+        }
+    }
+    *lowered = PyObject_CallMethodNoArgs(name, state->s_lower);
+    if (*lowered == NULL) {
+        return -1;
+    }
+    int framing = PySet_Contains(state->framing_headers, *lowered);
+    if (framing != 0) {
+        Py_CLEAR(*lowered);
+    }
+    return framing < 0 ? -1 : !framing;
+}
+
+/* Twin of _registry.merge_injected for a plain dict of acceptable headers, which is
+ * what instruments return; anything else (another mapping, a rejected header) goes
+ * to the twin itself, which merges and raises the one error message. */
+static int
+merge_injected(CoreState *state, PyObject *headers, PyObject *returned)
+{
+    if (PyDict_CheckExact(returned)) {
+        PyObject *lowered[32];
+        Py_ssize_t count = 0, position = 0;
+        PyObject *name, *value;
+        int accepted = PyDict_GET_SIZE(returned) <= 32;
+        while (accepted > 0 && PyDict_Next(returned, &position, &name, &value)) {
+            accepted = acceptable_header(state, name, value, &lowered[count]);
+            count += accepted > 0;
+        }
+        position = 0;
+        for (Py_ssize_t i = 0; accepted > 0 && PyDict_Next(returned, &position, &name, &value); i++) {
+            if (PyDict_GET_SIZE(headers) < state->max_injected_headers &&
+                PyDict_SetDefault(headers, lowered[i], value) == NULL) {
+                accepted = -1;
+            }
+        }
+        for (Py_ssize_t i = 0; i < count; i++) {
+            Py_DECREF(lowered[i]);
+        }
+        if (accepted != 0) {
+            return accepted < 0 ? -1 : 0;
+        }
+    }
+    PyObject *args[2] = {headers, returned};
+    PyObject *merged = PyObject_Vectorcall(state->merge_injected, args, 2, NULL);
+    Py_XDECREF(merged);
+    return merged == NULL ? -1 : 0;
+}
+
 /* Headers to add to the response: the instruments are asked once, then never again.
  * Twin of Hooks.notify_inject: the first to set a header wins; what merge_injected
  * rejects, and what a hook raises, is reported. */
@@ -123,17 +206,15 @@ operation_inject(Operation *op)
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *bound = PyTuple_GET_ITEM(op->inject_hooks, i);
         PyObject *returned = PyObject_CallOneArg(PyTuple_GET_ITEM(bound, 0), op->id);
+        int failed = returned == NULL;
         if (returned != NULL && returned != Py_None) {
-            PyObject *args[2] = {headers, returned};
-            PyObject *merged = PyObject_Vectorcall(state->merge_injected, args, 2, NULL);
-            Py_DECREF(returned);
-            returned = merged;
+            failed = merge_injected(state, headers, returned) < 0;
         }
-        if (returned == NULL && report_inject_error(state, bound) < 0) {
+        Py_XDECREF(returned);
+        if (failed && report_inject_error(state, bound) < 0) {
             Py_DECREF(headers);
             return NULL;
         }
-        Py_XDECREF(returned);
     }
     return headers;
 }

@@ -66,6 +66,8 @@ def bind() -> None:
         known_methods=_http.KNOWN_METHODS,
         header_pairs=_http.header_pairs,
         merge_injected=_registry.merge_injected,
+        framing_headers=_registry.FRAMING_HEADERS,
+        max_injected_headers=_registry.MAX_INJECTED_HEADERS,
         cgi_scanned_keys=_http.CGI_SCANNED_KEYS,
         redacted=_headers.REDACTED,
         max_header_value=_headers.MAX_HEADER_VALUE,

@@ -102,33 +102,44 @@ def _patch(owner: Any, attribute: str, make: Callable[[Any], Any]) -> None:
     setattr(owner, attribute, make(original))
 
 
-def _cached(app: Any, wrap: Callable[[Any], Any], original: Any) -> Any:
-    """The app's own wrapped entry point, made on its first request.
+def _entry_key(original: Any) -> str:
+    """Where an app keeps its wrapped entry point: one per patched class, as FastAPI's
+    `__call__` ends in Starlette's and both are patched (the inner hook point sees the
+    request marked and steps aside)."""
+    return f"_hooktel_entry_{original.__qualname__}"
 
-    One per patched class: FastAPI's `__call__` ends in Starlette's, and both are
-    patched (the inner hook point sees the request marked and steps aside).
-    """
-    key = f"_hooktel_entry_{original.__qualname__}"
-    wrapped = app.__dict__.get(key)
-    if wrapped is None:
-        wrapped = app.__dict__[key] = wrap(partial(original, app))
+
+def _wrapped_entry(app: Any, key: str, original: Any, interface: str) -> Any:
+    """The app's own wrapped entry point, made on its first request (`interface`: the
+    hook point module, `asgi` or `wsgi`, imported then: it imports this module)."""
+    middleware = importlib.import_module(f".{interface}", __package__).TelemetryMiddleware
+    wrapped = app.__dict__[key] = middleware(partial(original, app))
     return wrapped
 
 
 def _asgi_entry(original: Any) -> Any:
-    async def __call__(self: Any, scope: Any, receive: Any, send: Any) -> None:
-        from .asgi import TelemetryMiddleware
+    key = _entry_key(original)
 
-        await _cached(self, TelemetryMiddleware, original)(scope, receive, send)
+    async def __call__(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        if OPERATION_KEY in scope:  # an outer hook point reports it (FastAPI's, around this)
+            await original(self, scope, receive, send)
+            return
+        wrapped = self.__dict__.get(key)
+        if wrapped is None:
+            wrapped = _wrapped_entry(self, key, original, "asgi")
+        await wrapped(scope, receive, send)
 
     return __call__
 
 
 def _wsgi_entry(original: Any) -> Any:
-    def __call__(self: Any, environ: Any, start_response: Any) -> Any:
-        from .wsgi import TelemetryMiddleware
+    key = _entry_key(original)
 
-        return _cached(self, TelemetryMiddleware, original)(environ, start_response)
+    def __call__(self: Any, environ: Any, start_response: Any) -> Any:
+        wrapped = self.__dict__.get(key)
+        if wrapped is None:
+            wrapped = _wrapped_entry(self, key, original, "wsgi")
+        return wrapped(environ, start_response)
 
     return __call__
 

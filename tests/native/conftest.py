@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 import hooktel
+from hooktel import _registry
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -14,3 +17,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.parent.name == "native" and "pure_python" not in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def only_our_instruments() -> Iterator[None]:
+    """Each test sees only the instruments it attaches: others (an app module imported
+    by another test attaches its own) are set aside for the test and put back after."""
+    with _registry._lock:
+        others = dict(_registry._attached)
+        _registry._attached.clear()
+        _registry._rebuild()
+    try:
+        yield
+    finally:
+        with _registry._lock:
+            _registry._attached.update(others)
+            _registry._rebuild()

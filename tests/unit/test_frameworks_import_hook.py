@@ -126,3 +126,43 @@ def test_a_patch_that_fails_is_logged_and_the_import_goes_on() -> None:
     )
     assert "hooktel hooktel: could not patch colorsys (AttributeError: no such thing)" in out
     assert "imported (0.0, 1.0, 1" in out
+
+
+def test_a_flask_app_wrapped_by_hand_reports_its_route_and_exception() -> None:
+    """No `frameworks.instrument()`: importing `hooktel.wsgi` is what lets Flask tell them."""
+    out = _run(
+        """
+        import json, threading, urllib.error, urllib.request
+        from wsgiref.simple_server import WSGIRequestHandler, make_server
+        from flask import Flask
+        import hooktel
+        from hooktel.wsgi import TelemetryMiddleware
+
+        flask_app = Flask("demo")
+        flask_app.get("/items/<item_id>")(lambda item_id: item_id)
+
+        @flask_app.get("/boom")
+        def boom():
+            raise RuntimeError("kaput")
+
+        seen = []
+        hooktel.attach(hooktel.Instrument(
+            "http", "recorder", "1.0",
+            on_operation_end=lambda op, attrs: seen.append(dict(attrs)),
+            on_operation_error=lambda op, attrs: seen.append(dict(attrs)),
+        ))
+        class Quiet(WSGIRequestHandler):
+            def log_message(self, *args): pass
+        server = make_server("127.0.0.1", 0, TelemetryMiddleware(flask_app), handler_class=Quiet)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        base = f"http://127.0.0.1:{server.server_port}"
+        urllib.request.urlopen(base + "/items/7").read()
+        try:
+            urllib.request.urlopen(base + "/boom")
+        except urllib.error.HTTPError as error:
+            error.read()
+        server.shutdown()
+        print(json.dumps([(a.get("http.route"), a.get("error.type")) for a in seen]))
+        """
+    )
+    assert json.loads(out) == [["/items/<item_id>", None], ["/boom", "RuntimeError"]]

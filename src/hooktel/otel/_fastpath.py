@@ -63,6 +63,7 @@ class FastSpans:
     def __init__(self, tracer: sdk_trace.Tracer) -> None:
         self._tracer = tracer
         self._trusted_sampler = type(tracer.sampler) in _PASS_THROUGH_SAMPLERS
+        self._default_sampler = _sdk.is_default_sampler(tracer.sampler)
         # What older or newer SDKs may lack, looked up once.
         self._is_enabled = _sdk.enabled_check(tracer)
         self._metrics: Any = _sdk.tracer_metrics(tracer)
@@ -97,20 +98,28 @@ class FastSpans:
         else:
             trace_id = parent_context.trace_id
             random_trace_id = bool(parent_context.trace_flags & _RANDOM_TRACE_ID)
-        decision = tracer.sampler.should_sample(parent, trace_id, name, _SERVER, attributes, ())
-        sampled = decision.decision is _RECORD_AND_SAMPLE
+        if self._default_sampler:  # its decision, without the call: see _sdk.is_default_sampler
+            sampled = parent_context is None or parent_context.trace_flags.sampled
+            trace_state = None if parent_context is None else parent_context.trace_state
+            decided = _RECORD_AND_SAMPLE if sampled else _DROP
+        else:
+            decision = tracer.sampler.should_sample(
+                parent, trace_id, name, _SERVER, attributes, ()
+            )
+            decided, trace_state = decision.decision, decision.trace_state
+            sampled = decided is _RECORD_AND_SAMPLE
         context = trace_api.SpanContext(
             trace_id,
             tracer.id_generator.generate_span_id(),
             False,  # is_remote
             _FLAGS[sampled][random_trace_id],
-            decision.trace_state,
+            trace_state,
         )
         metrics = self._metrics
-        record_end = metrics.start_span(parent_context, decision.decision) if metrics else None
-        if decision.decision is _DROP:
+        record_end = metrics.start_span(parent_context, decided) if metrics else None
+        if decided is _DROP:
             return trace_api.NonRecordingSpan(context=context)
-        if self._trusted_sampler:
+        if self._trusted_sampler or self._default_sampler:
             span = RequestSpan(
                 name, context, parent_context, attributes, tracer, record_end, self._on_ending
             )
@@ -118,7 +127,7 @@ class FastSpans:
             span = RequestSpan(
                 name, context, parent_context, {}, tracer, record_end, self._on_ending
             )
-            span.set_attributes(decision.attributes)
+            span.set_attributes(decision.attributes)  # the sampler may have changed them
         span.start(start_time, parent)
         return span
 

@@ -25,6 +25,7 @@ from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.sdk.trace import sampling as sdk_sampling
 from opentelemetry.trace import TraceFlags, TraceState
 
 FLOOR = "1.28.0"
@@ -79,6 +80,23 @@ def span_limits(tracer: sdk_trace.Tracer) -> sdk_trace.SpanLimits:
 
 def instrumentation_scope(tracer: sdk_trace.Tracer) -> Any:
     return tracer._instrumentation_scope
+
+
+def is_default_sampler(sampler: Any) -> bool:
+    """True for the SDK's default sampler, `ParentBased(ALWAYS_ON)` with its own delegates.
+
+    Its decision depends on the parent alone (sample a root, follow a valid parent's
+    sampled flag; keep the parent's trace state), so `_fastpath` takes it without the
+    call. Any other sampler, a `ParentBased` with other delegates included, is called.
+    """
+    on, off = sdk_sampling.ALWAYS_ON, sdk_sampling.ALWAYS_OFF
+    return type(sampler) is sdk_sampling.ParentBased and (
+        getattr(sampler, "_root", None),
+        getattr(sampler, "_remote_parent_sampled", None),
+        getattr(sampler, "_remote_parent_not_sampled", None),
+        getattr(sampler, "_local_parent_sampled", None),
+        getattr(sampler, "_local_parent_not_sampled", None),
+    ) == (on, on, off, on, off)
 
 
 def enabled_check(tracer: sdk_trace.Tracer) -> Callable[[], bool] | None:

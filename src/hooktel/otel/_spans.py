@@ -15,6 +15,7 @@ from opentelemetry import trace
 from opentelemetry.propagate import get_global_textmap
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from .. import _native
 from .._errors import report_hook_error
 from .._headers import REDACTED
 from .._instrument import Attributes
@@ -174,7 +175,7 @@ class ServerSpans:
     def _span_attributes(self, attrs: Attributes) -> dict[str, Any]:
         skip, sanitized = self._skip, self._sanitized
         if not sanitized:
-            span_attrs = {key: value for key, value in attrs.items() if key not in skip}
+            span_attrs = without_keys(attrs, skip)
         else:
             span_attrs = {
                 key: ((REDACTED,) if key in sanitized else value)
@@ -188,6 +189,14 @@ class ServerSpans:
             hook(span, dict(attrs))
         except Exception as exc:
             report_hook_error(which, self._name, self._version, exc)
+
+
+def without_keys_py(mapping: dict[str, Any], skip: frozenset[str]) -> dict[str, Any]:
+    """The items of `mapping` whose keys are not in `skip` (its C twin is the core's)."""
+    return {key: value for key, value in mapping.items() if key not in skip}
+
+
+without_keys = without_keys_py if _native.core is None else _native.core.without_keys
 
 
 def _method_name(method: str) -> str:
