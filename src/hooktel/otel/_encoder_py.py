@@ -12,14 +12,11 @@ number order, shortest varints, a field at its default value left out
 - Spans are grouped by resource, then by instrumentation scope (a falsy scope
   counts as none), each group where its first span appears; two equal
   resources (or scopes) are one group, as in the stock exporter's dicts.
-- Each span is read through the fields `ReadableSpan`'s properties return
-  (`_sdk.READABLE_FIELDS`: `_name`, `_context`, `_parent`, `_resource`,
-  `_attributes`, `_events`, `_links`, `_kind`, `_status`, `_start_time`,
-  `_end_time`, `_instrumentation_scope`), which every SDK span handed to
-  `on_end` has (the SDK's own `ReadableSpan`, and hooktel's `RequestSpan`);
-  events, links, statuses, resources and scopes through their public
-  properties. (The C twin also reads a `BoundedAttributes`' own dict, `_dict`,
-  when it is a plain dict: the same items, in the same order, faster.)
+- Each span is read through `ReadableSpan`'s public properties, which every
+  SDK span handed to `on_end` has (the SDK's own `ReadableSpan`, and hooktel's
+  `RequestSpan`). The C twin reads the fields behind those properties
+  (`_sdk.READABLE_FIELDS`, and a `BoundedAttributes`' plain dict `_dict`)
+  directly, for speed: the same values, in the same order.
 - An attribute whose value OTLP cannot carry (a type it has no value for, an
   int outside int64, a str that is not valid Unicode, arrays or maps nested
   over `MAX_DEPTH` deep) is left out, as the stock encoder leaves it out (it logs it);
@@ -40,8 +37,6 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanKind
 
 # Wire types.
@@ -201,13 +196,6 @@ def _attributes(out: _Message, number: int, attributes: Mapping[str, Any] | None
     return left_out
 
 
-def _dropped(container: object) -> int:
-    """What `ReadableSpan.dropped_*` / `Event.dropped_attributes` report for a container."""
-    if isinstance(container, (BoundedAttributes, BoundedList)):
-        return int(container.dropped)
-    return 0
-
-
 # -- spans --------------------------------------------------------------------------------
 
 
@@ -243,31 +231,31 @@ def _link(link: Any) -> tuple[_Message, int]:
 
 def _span(span: Any) -> tuple[_Message, int]:
     """One `Span` message and the number of attribute values left out."""
-    context = span._context
-    parent = span._parent
+    context = span.context
+    parent = span.parent
     out = _Message()
     out.bytes_(1, context.trace_id.to_bytes(16, "big"))
     out.bytes_(2, context.span_id.to_bytes(8, "big"))
     out.text(3, _trace_state(context.trace_state))
     if parent:
         out.bytes_(4, parent.span_id.to_bytes(8, "big"))
-    out.text(5, span._name)
-    out.uint(6, _KINDS[span._kind])
-    out.fixed64(7, span._start_time)
-    out.fixed64(8, span._end_time)
-    left_out = _attributes(out, 9, span._attributes)
-    out.uint(10, _dropped(span._attributes), _UINT32_MAX)
-    for event in span._events:
+    out.text(5, span.name)
+    out.uint(6, _KINDS[span.kind])
+    out.fixed64(7, span.start_time)
+    out.fixed64(8, span.end_time)
+    left_out = _attributes(out, 9, span.attributes)
+    out.uint(10, span.dropped_attributes, _UINT32_MAX)
+    for event in span.events:
         body, n = _event(event)
         out.message(11, body)
         left_out += n
-    out.uint(12, _dropped(span._events), _UINT32_MAX)
-    for link in span._links:
+    out.uint(12, span.dropped_events, _UINT32_MAX)
+    for link in span.links:
         body, n = _link(link)
         out.message(13, body)
         left_out += n
-    out.uint(14, _dropped(span._links), _UINT32_MAX)
-    status = span._status
+    out.uint(14, span.dropped_links, _UINT32_MAX)
+    status = span.status
     if status is not None:
         body = _Message()
         body.text(2, status.description)
@@ -308,8 +296,8 @@ def encode_spans(spans: Iterable[Any]) -> tuple[bytes, int]:
     for span in spans:
         body, n = _span(span)
         left_out += n
-        scopes = _group(resources, span._resource).items
-        _group(scopes, span._instrumentation_scope or None).items.append(body)
+        scopes = _group(resources, span.resource).items
+        _group(scopes, span.instrumentation_scope or None).items.append(body)
     request = _Message()
     for resource_group in resources:
         resource = resource_group.key

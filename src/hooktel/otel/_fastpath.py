@@ -103,9 +103,7 @@ class FastSpans:
             trace_state = None if parent_context is None else parent_context.trace_state
             decided = _RECORD_AND_SAMPLE if sampled else _DROP
         else:
-            decision = tracer.sampler.should_sample(
-                parent, trace_id, name, _SERVER, attributes, ()
-            )
+            decision = tracer.sampler.should_sample(parent, trace_id, name, _SERVER, attributes, ())
             decided, trace_state = decision.decision, decision.trace_state
             sampled = decided is _RECORD_AND_SAMPLE
         context = trace_api.SpanContext(

@@ -22,8 +22,8 @@ import os
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
+from . import _sdk
 from ._otlp_processor import OTLPSpanProcessor
 
 NAME = "hooktel_otlp"
@@ -32,12 +32,15 @@ TRACES_EXPORTER_ENV = "OTEL_TRACES_EXPORTER"
 REPLACED = frozenset({"otlp", "otlp_proto_http"})
 
 
-class OTLPConfigurator(_OTelSDKConfigurator):
+_SDKConfigurator: Any = _sdk.sdk_configurator()
+
+
+class OTLPConfigurator(_SDKConfigurator):  # type: ignore[misc]
     """The SDK's configurator, with hooktel's `OTLPSpanProcessor` for OTLP traces."""
 
     def _configure(self, **kwargs: Any) -> None:
         if os.environ.get(CONFIGURATOR_ENV, "").strip() != NAME:
-            super()._configure(**kwargs)  # type: ignore[no-untyped-call]
+            _sdk.configure_sdk(self, **kwargs)
             return
         names = [
             name.strip()
@@ -48,7 +51,7 @@ class OTLPConfigurator(_OTelSDKConfigurator):
         previous = os.environ.get(TRACES_EXPORTER_ENV)
         os.environ[TRACES_EXPORTER_ENV] = ",".join(kept) or "none"  # what the SDK still sets up
         try:
-            super()._configure(**kwargs)  # type: ignore[no-untyped-call]
+            _sdk.configure_sdk(self, **kwargs)
         finally:
             if previous is None:
                 del os.environ[TRACES_EXPORTER_ENV]

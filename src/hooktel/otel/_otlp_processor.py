@@ -98,26 +98,29 @@ class OTLPSpanProcessor(SpanProcessor):
         )
         self._max_queue = self.config.max_queue_size
         self._batch = self.config.max_export_batch_size
-        self._start()
+        self._thread = self._new_thread()
         this = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _call(this, "_start"))
+        os.register_at_fork(after_in_child=lambda: _call(this, "_after_fork"))
         atexit.register(_call, this, "shutdown")
         _live.add(self)
         _flush_on_sigterm()
 
-    def _start(self) -> None:
-        """A fresh queue and export thread (at construction, and in a forked child).
-
-        A child process starts empty: the spans queued before the fork are the
-        parent's to send, and the parent's thread and connection are not the child's.
-        """
-        parents = getattr(self, "_thread", None)
-        if parents is not None:
-            parents.abandon()  # in the child: its copy of the parent's connection
+    def _new_thread(self) -> ExportThread:
+        """A fresh queue and its running export thread."""
         self._queue: deque[ReadableSpan] = deque()
         self._closed = False
-        self._thread = ExportThread(self._queue, self.config)
-        self._thread.start()
+        thread = ExportThread(self._queue, self.config)
+        thread.start()
+        return thread
+
+    def _after_fork(self) -> None:
+        """In a forked child: start empty, with a thread and a connection of its own.
+
+        The spans queued before the fork are the parent's to send; the parent's
+        thread does not exist here, and its connection is the parent's.
+        """
+        self._thread.abandon()  # closes the child's copy of the parent's connection
+        self._thread = self._new_thread()
 
     # -- the request thread's side: the hand-over ---------------------------------------
 
