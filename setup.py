@@ -27,6 +27,7 @@ EXTENSIONS = [
         ],
         depends=["src/hooktel/_core.h"],
     ),
+    Extension("hooktel.otel._encoder", ["src/hooktel/otel/_encoder.c"]),
 ]
 
 

@@ -30,6 +30,7 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _sdk
+from ._handover import takes_request_spans
 
 logger = logging.getLogger(__name__)
 _UNSET = Status(StatusCode.UNSET)
@@ -240,6 +241,9 @@ class RequestSpan(trace_api.Span, ReadableSpan):
             self._record_end_metrics()
         if self._on_ending is not None:
             self._on_ending(self)
+        if takes_request_spans(self._span_processor):
+            self._span_processor.on_end(self)  # ended: nothing changes it any more
+            return
         self._span_processor.on_end(
             ReadableSpan(  # positional: ReadableSpan's parameter order, cheaper than keywords
                 self._name,

@@ -121,6 +121,26 @@ def is_trace_id_random(tracer: sdk_trace.Tracer) -> bool:
     return bool(check()) if check is not None and RANDOM_TRACE_ID else False
 
 
+def span_processors(active: Any) -> tuple[Any, ...] | None:
+    """The processors a provider's span processor (a multi span processor) calls, or None."""
+    processors = getattr(active, "_span_processors", None)
+    return processors if isinstance(processors, tuple) else None
+
+
+def sdk_configurator() -> Any:
+    """The SDK's own configurator class (`opentelemetry-distro`'s is it, unchanged): the
+    base of the `hooktel_otlp` configurator. Imported when asked: it imports the whole SDK."""
+    from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+
+    return _OTelSDKConfigurator
+
+
+def configure_sdk(configurator: Any, **kwargs: Any) -> None:
+    """What the SDK's configurator does for `configurator`: the SDK set up from the
+    environment (`_initialize_components`), as `opentelemetry-instrument` asks it to."""
+    sdk_configurator()._configure(configurator, **kwargs)
+
+
 def set_items(bounded: BoundedAttributes, attributes: Mapping[str, Any]) -> None:
     """`attributes` into `bounded` with the SDK's validation and limits."""
     set_all = getattr(bounded, "_set_items", None)
