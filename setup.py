@@ -28,30 +28,39 @@ EXTENSIONS = [
         depends=["src/hooktel/_core.h"],
     ),
     Extension("hooktel._aggregate", ["src/hooktel/_aggregate.c"]),
+    Extension("hooktel.otel._encoder", ["src/hooktel/otel/_encoder.c"]),
 ]
 
 
 class OptionalBuildExt(build_ext):
-    """`build_ext` that falls back to the pure-Python twin instead of failing."""
+    """`build_ext` that falls back to the pure-Python twins instead of failing.
+
+    Whatever was not built is said in one line at the end of the build.
+    """
 
     def run(self) -> None:
+        self._not_built: list[str] = []
+        self._reason = ""
         try:
             super().run()
         except Exception as exc:  # no compiler at all (distutils' CCompilerError, OSError)
-            self._notice("all", exc)
+            self._skip("all", exc)
+        if self._not_built:
+            sys.stderr.write(
+                f"hooktel: C extension {', '.join(self._not_built)} not built ({self._reason}); "
+                "the pure-Python implementation will be used\n"
+            )
 
     def build_extension(self, ext: Extension) -> None:
         try:
             super().build_extension(ext)
         except Exception as exc:  # a compile or link error in this one extension
-            self._notice(ext.name, exc)
+            self._skip(ext.name, exc)
 
-    @staticmethod
-    def _notice(name: str, exc: Exception) -> None:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        sys.stderr.write(
-            f"hooktel: C extension {name} not built ({reason}); "
-            "the pure-Python implementation will be used\n"
+    def _skip(self, name: str, exc: Exception) -> None:
+        self._not_built.append(name)
+        self._reason = self._reason or (
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         )
 
 

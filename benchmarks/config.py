@@ -13,7 +13,7 @@ from .servers import ROOT, SERVERS, Server
 from .spancount import DEFAULT_QUEUE
 from .variants import BASELINE, HOOKTEL_OTEL, VARIANTS, Variant
 
-STEPS = ("inprocess", "spancost", "metriccost", "memory", "spans", "profile", "load")
+STEPS = ("inprocess", "spancost", "metriccost", "exportcost", "memory", "spans", "profile", "load")
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 CHART = ROOT / "docs" / "benchmarks.png"
 
@@ -45,12 +45,13 @@ class Mode:
     profile_requests: int
     spans_requests: int  # the OTLP span-count step
     spans_small_queue: int  # the queue that is too small for the burst
+    processor_spans: int  # spans through OTLPSpanProcessor in the memory step
     parallel: int  # load runs at a time (quick: 2, as it measures nothing)
 
 
 MODES = {
-    "quick": Mode("quick", 1, 1, 0, 0.01, 2, 5_000, 500, 5_000, 256, 2),
-    "full": Mode("full", 3, 10, 1, 0.2, 15, 100_000, 20_000, 100_000, DEFAULT_QUEUE, 1),
+    "quick": Mode("quick", 1, 1, 0, 0.01, 2, 5_000, 500, 5_000, 256, 20_000, 2),
+    "full": Mode("full", 3, 10, 1, 0.2, 15, 100_000, 20_000, 100_000, DEFAULT_QUEUE, 1_000_000, 1),
 }
 
 

@@ -33,7 +33,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from .servers import HOST, ServerError, free_port, group_cpu_seconds, start, stop
+from .servers import (
+    CLIENT_CORE,
+    HOST,
+    ServerError,
+    free_port,
+    group_cpu_seconds,
+    pinned,
+    start,
+    stop,
+)
 
 START_TIMEOUT = 30.0
 
@@ -149,7 +158,9 @@ class Receiver:
 def receiving() -> Iterator[Receiver]:
     """A receiver process on 127.0.0.1, answering before it is yielded; stopped on exit."""
     port = free_port()
-    command = [sys.executable, "-m", "benchmarks.receiver", "--port", str(port)]
+    command = pinned(
+        [sys.executable, "-m", "benchmarks.receiver", "--port", str(port)], CLIENT_CORE
+    )
     with tempfile.TemporaryFile() as log:
         proc = start(command, log)
         try:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .exportcost import ExportCost
 from .inprocess import InprocessResult, ProfileFile, ProfileLine
 from .load import LoadRun, LoadSummary
 from .memory import MemoryResult
@@ -74,6 +75,11 @@ def inprocess_table(results: Sequence[InprocessResult], markdown: bool = False) 
     ]
     headers = ["app", "variant", "bare ns", "variant ns", "added ns", "IQR", "added min..max"]
     return table(headers, rows, markdown)
+
+
+def exportcost_table(costs: Sequence[ExportCost], markdown: bool = False) -> str:
+    rows = [[c.what, f"{c.ns:,.0f}", f"{c.iqr_ns:,.0f}", c.how] for c in costs]
+    return table(["per span", "ns", "IQR", "how"], rows, markdown)
 
 
 def memory_table(results: Sequence[MemoryResult], markdown: bool = False) -> str:

@@ -27,6 +27,8 @@ from typing import Any, NoReturn
 from . import chart, machine, report
 from .apps import APPS
 from .config import MEMORY_PLAN, PROFILE_PLAN, Config, Mode, configure, parse_args
+from .ddagent import standing_in
+from .exportcost import ExportCost, measure_export_costs
 from .inprocess import (
     InprocessResult,
     ProfileFile,
@@ -36,7 +38,7 @@ from .inprocess import (
     profile,
 )
 from .load import LoadRun, LoadSummary, plan, run_load, summarize
-from .memory import MemoryResult, measure_memory
+from .memory import MemoryResult, measure_memory, measure_processor_memory
 from .metriccost import MetricCost, measure_metric_costs
 from .receiver import Receiver, receiving
 from .servers import stop_all
@@ -44,7 +46,14 @@ from .source import git_state, snapshot_hooktel
 from .spancost import SpanCost, measure_sdk_span, span_costs
 from .spancount import SpanCountResult, count_spans
 from .targets import RATIO_TARGETS, evaluate
-from .variants import BASELINE, HOOKTEL_OTEL, OTLP_ENDPOINT_ENV, VARIANTS, Variant
+from .variants import (
+    BASELINE,
+    DD_AGENT_ENV,
+    HOOKTEL_OTEL,
+    OTLP_ENDPOINT_ENV,
+    VARIANTS,
+    Variant,
+)
 from .wrk import wrk_path
 
 
@@ -72,6 +81,7 @@ def run_inprocess(apps: list[str], variants: list[Variant], mode: Mode) -> list[
             if (
                 variant.name == BASELINE
                 or variant.needs_receiver
+                or variant.needs_agent
                 or not variant.supports(APPS[app].kind)
             ):
                 continue
@@ -81,8 +91,15 @@ def run_inprocess(apps: list[str], variants: list[Variant], mode: Mode) -> list[
     return results
 
 
-def run_memory(apps: list[str], requests: int) -> list[MemoryResult]:
+def run_memory(apps: list[str], requests: int, processor_spans: int) -> list[MemoryResult]:
     results = []
+    if processor_spans:
+        result = measure_processor_memory(processor_spans)
+        log(
+            f"memory OTLPSpanProcessor, {processor_spans:,} spans: RSS "
+            f"{result.rss_growth_bytes:+,} B, tracemalloc {result.tracemalloc_growth_bytes:+,} B"
+        )
+        results.append(result)
     for app, variant in MEMORY_PLAN:
         if app not in apps:
             continue
@@ -109,16 +126,27 @@ def run_spans(requests: int, small_queue: int) -> list[SpanCountResult]:
 
 @contextlib.contextmanager
 def _receiver_if_needed(variants: Sequence[str]) -> Iterator[Receiver | None]:
-    """An OTLP receiver for the load step (its endpoint in the servers' environment)."""
-    if not any(VARIANTS[v].needs_receiver for v in variants):
-        yield None
-        return
-    with receiving() as receiver:
-        os.environ[OTLP_ENDPOINT_ENV] = receiver.endpoint
-        try:
-            yield receiver
-        finally:
-            del os.environ[OTLP_ENDPOINT_ENV]
+    """An OTLP receiver and a stand-in Datadog agent for the load step, where variants
+    need them (where they listen, in the servers' environment)."""
+    with contextlib.ExitStack() as stack:
+        if any(VARIANTS[v].needs_agent for v in variants):
+            agent = stack.enter_context(standing_in())
+            stack.enter_context(_set_env(DD_AGENT_ENV, agent.url))
+        if not any(VARIANTS[v].needs_receiver for v in variants):
+            yield None
+            return
+        receiver = stack.enter_context(receiving())
+        stack.enter_context(_set_env(OTLP_ENDPOINT_ENV, receiver.endpoint))
+        yield receiver
+
+
+@contextlib.contextmanager
+def _set_env(name: str, value: str) -> Iterator[None]:
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        del os.environ[name]
 
 
 @dataclass
@@ -128,6 +156,7 @@ class Outcome:
     inprocess: list[InprocessResult] = field(default_factory=list)
     sdk_span: SpanCost | None = None
     metric_costs: list[MetricCost] = field(default_factory=list)
+    export_costs: list[ExportCost] = field(default_factory=list)
     memory: list[MemoryResult] = field(default_factory=list)
     spans: list[SpanCountResult] = field(default_factory=list)
     runs: list[LoadRun] = field(default_factory=list)
@@ -136,6 +165,15 @@ class Outcome:
 
     def add(self, title: str, render: Any, items: Any) -> None:
         self.sections.append((title, render(items), render(items, markdown=True)))
+
+
+def run_export_costs(mode: Mode, out: Outcome) -> None:
+    out.export_costs = measure_export_costs(mode.inprocess_seconds, mode.inprocess_repeats)
+    for cost in out.export_costs:
+        log(f"export cost: {cost.what}: {cost.ns:,.0f} ns/span")
+    out.data["exportcost"] = [c.as_dict() for c in out.export_costs]
+    title = "OTLP export cost per span, in process (ns)"
+    out.add(title, report.exportcost_table, out.export_costs)
 
 
 def run_steps(config: Config, out: Outcome) -> None:
@@ -152,11 +190,11 @@ def run_steps(config: Config, out: Outcome) -> None:
         out.data["spancost"] = [c.as_dict() for c in costs]
         out.add("Per-span cost in-process (µs)", report.spancost_table, costs)
     if "metriccost" in config.steps:
-        out.metric_costs = measure_metric_costs(mode.inprocess_seconds, mode.inprocess_repeats)
-        out.data["metriccost"] = [c.as_dict() for c in out.metric_costs]
-        out.add("Duration metric cost in-process (ns)", report.metriccost_table, out.metric_costs)
+        run_metric_costs(mode, out)
+    if "exportcost" in config.steps:
+        run_export_costs(mode, out)
     if "memory" in config.steps:
-        out.memory = run_memory(config.apps, config.memory_requests)
+        out.memory = run_memory(config.apps, config.memory_requests, mode.processor_spans)
         out.data["memory"] = [m.as_dict() for m in out.memory]
         out.add("Memory growth", report.memory_table, out.memory)
     if "spans" in config.steps:
@@ -164,21 +202,31 @@ def run_steps(config: Config, out: Outcome) -> None:
         out.data["spans"] = [s.as_dict() for s in out.spans]
         out.add("Spans through OTLP/HTTP to a receiver process", report.spancount_table, out.spans)
     if "profile" in config.steps:
-        out.data["profile"] = {}
-        files: list[tuple[str, ProfileFile]] = []
-        for app, variant in PROFILE_PLAN:
-            if app not in config.apps:
-                continue
-            lines = profile(app, variant, mode.profile_requests)
-            out.data["profile"][f"{app}/{variant}"] = [asdict(line) for line in lines[:40]]
-            title = f"Profile, {app} with {variant} (cProfile, top own time)"
-            out.add(title, report.profile_table, lines[:15])
-            files.extend((f"{app} {variant}", f) for f in by_file(lines)[:8])
-        if files:
-            out.data["profile_files"] = [(path, asdict(f)) for path, f in files]
-            out.add("Profile by file (own time)", report.profile_files_table, files)
+        run_profile(config, out)
     if "load" in config.steps:
         run_load_step(config, out)
+
+
+def run_profile(config: Config, out: Outcome) -> None:
+    out.data["profile"] = {}
+    files: list[tuple[str, ProfileFile]] = []
+    for app, variant in PROFILE_PLAN:
+        if app not in config.apps:
+            continue
+        lines = profile(app, variant, config.mode.profile_requests)
+        out.data["profile"][f"{app}/{variant}"] = [asdict(line) for line in lines[:40]]
+        title = f"Profile, {app} with {variant} (cProfile, top own time)"
+        out.add(title, report.profile_table, lines[:15])
+        files.extend((f"{app} {variant}", f) for f in by_file(lines)[:8])
+    if files:
+        out.data["profile_files"] = [(path, asdict(f)) for path, f in files]
+        out.add("Profile by file (own time)", report.profile_files_table, files)
+
+
+def run_metric_costs(mode: Mode, out: Outcome) -> None:
+    out.metric_costs = measure_metric_costs(mode.inprocess_seconds, mode.inprocess_repeats)
+    out.data["metriccost"] = [c.as_dict() for c in out.metric_costs]
+    out.add("Duration metric cost in-process (ns)", report.metriccost_table, out.metric_costs)
 
 
 def run_load_step(config: Config, out: Outcome) -> None:
@@ -240,7 +288,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_steps(config, out)
         finally:
             stop_all()  # a server or receiver a stopped run left behind
-    targets = evaluate(out.inprocess, out.load, out.memory, out.spans, out.metric_costs)
+    targets = evaluate(
+        out.inprocess,
+        out.load,
+        out.memory,
+        out.spans,
+        export_costs=out.export_costs,
+        runs=out.runs,
+        metric_costs=out.metric_costs,
+    )
     data["targets"] = [t.as_dict() for t in targets]
     out.add("Targets", report.targets_table, targets)
     data["machine"]["loadavg_end"] = machine.loadavg()

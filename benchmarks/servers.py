@@ -2,7 +2,13 @@
 
 Each `Server` names an app of `apps.APPS` and the command line that serves
 it on 127.0.0.1:PORT. The variant is passed in the environment, so the same
-command serves every variant.
+command serves every variant. uvicorn runs twice: with h11 and asyncio, and
+with httptools and uvloop (`uvicorn[standard]`, what most deployments run).
+
+On a machine with two cores or more, the server is pinned to core 0 and
+everything else the harness starts (wrk, the receiver, the stand-in agent)
+to core 1 (`taskset`): unpinned, two runs of the same bare server differ by
+10-15% on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -45,23 +52,43 @@ class Server:
         return APPS[self.app].kind
 
 
-def _uvicorn(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "benchmarks.apps:build",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+SERVER_CORE, CLIENT_CORE = "0", "1"
+
+
+def pinned(command: list[str], core: str) -> list[str]:
+    """`command` under `taskset -c core`, where there are two cores and taskset to pin them."""
+    taskset = shutil.which("taskset")
+    if taskset is None or (os.cpu_count() or 1) < 2:
+        return command
+    return [taskset, "-c", core, *command]
+
+
+def _uvicorn_with(http: str, loop: str) -> Callable[[int], list[str]]:
+    def command(port: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "benchmarks.apps:build",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            f"--http={http}",
+            f"--loop={loop}",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+
+    return command
+
+
+_uvicorn = _uvicorn_with("h11", "asyncio")
+_uvicorn_standard = _uvicorn_with("httptools", "uvloop")
 
 
 def _gunicorn(port: int) -> list[str]:
@@ -88,8 +115,20 @@ def _httpserver(port: int) -> list[str]:
 SERVERS: dict[str, Server] = {
     s.name: s
     for s in (
-        Server("uvicorn-asgi", "raw-asgi", _uvicorn, "uvicorn, 1 worker, raw ASGI hello app"),
-        Server("uvicorn-starlette", "starlette", _uvicorn, "uvicorn, 1 worker, Starlette app"),
+        Server("uvicorn-asgi", "raw-asgi", _uvicorn, "uvicorn h11, 1 worker, raw ASGI hello app"),
+        Server("uvicorn-starlette", "starlette", _uvicorn, "uvicorn h11, 1 worker, Starlette app"),
+        Server(
+            "uvicorn-std-asgi",
+            "raw-asgi",
+            _uvicorn_standard,
+            "uvicorn httptools+uvloop, 1 worker, raw ASGI hello app",
+        ),
+        Server(
+            "uvicorn-std-starlette",
+            "starlette",
+            _uvicorn_standard,
+            "uvicorn httptools+uvloop, 1 worker, Starlette app",
+        ),
         Server(
             "gunicorn-wsgi", "raw-wsgi", _gunicorn, "gunicorn sync, 1 worker, raw WSGI hello app"
         ),
@@ -154,7 +193,7 @@ def running(server: Server, variant: str) -> Iterator[Running]:
     """Start `server` with `variant`, yield it once it answers; always stop it."""
     port = free_port()
     with tempfile.TemporaryFile() as log:
-        proc = start(server.command(port), log, child_env(server.app, variant))
+        proc = start(pinned(server.command(port), SERVER_CORE), log, child_env(server.app, variant))
         try:
             try:
                 _wait_ready(proc, port)

@@ -1,4 +1,4 @@
-"""The targets of issues 3, 5 and 9, checked against a run's results (reported, never asserted)."""
+"""The targets of issues 3, 5, 9 and 10, checked against a run's results (never asserted)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .exportcost import ExportCost
 from .inprocess import InprocessResult
-from .load import LoadSummary
+from .load import LoadRun, LoadSummary
 from .memory import MemoryResult
 from .metriccost import HOOKTEL_ROW, MetricCost
 from .spancount import SpanCountResult
@@ -28,9 +29,18 @@ RATIO_TARGETS: dict[tuple[str, str], tuple[float, str]] = {
 }
 
 # issue 9: the duration metric in-process, and throughput with metrics against tracing alone
+# (uvicorn with httptools + uvloop)
 METRIC_NS_LIMIT = 1000.0
 METRICS_RATIO_SLACK = 0.02
-METRICS_PAIR = ("uvicorn-starlette", "hooktel-otel-metrics", "hooktel-otel")
+METRICS_PAIR = ("uvicorn-std-starlette", "hooktel-otel-metrics", "hooktel-otel")
+
+
+# issue 10: native OTLP export, on uvicorn with httptools + uvloop
+EXPORT_SERVER = "uvicorn-std-starlette"
+EXPORT_VARIANT, DROP_VARIANT = "hooktel-otlp-native", "hooktel-otel"
+EXPORT_RATIO_SLACK = 0.03  # throughput within 0.03 of the drop-exporter variant's ratio
+EXPORT_P99_FACTOR = 1.5
+PER_SPAN_NS_LIMIT = 1000.0  # the hand-over on the request thread, and native encoding
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,9 @@ def evaluate(
     load: Sequence[LoadSummary],
     memory: Sequence[MemoryResult],
     spans: Sequence[SpanCountResult] = (),
+    *,
+    export_costs: Sequence[ExportCost] = (),
+    runs: Sequence[LoadRun] = (),
     metric_costs: Sequence[MetricCost] = (),
 ) -> list[Target]:
     targets = [_idle_target(r) for r in inprocess if r.variant == "hooktel-idle"]
@@ -62,6 +75,8 @@ def evaluate(
     )
     targets.extend(_memory_target(m) for m in memory)
     targets.extend(_span_target(s) for s in spans)
+    targets.extend(_export_cost_targets(export_costs))
+    targets.extend(_export_load_targets(load, runs))
     targets.extend(_metric_cost_target(c) for c in metric_costs if c.path == HOOKTEL_ROW)
     targets.append(_metrics_ratio_target(load))
     return targets
@@ -87,6 +102,56 @@ def _metrics_ratio_target(load: Sequence[LoadSummary]) -> Target:
     return Target(
         name, wanted, f"{found:.3f} vs {reference:.3f}", found >= reference - METRICS_RATIO_SLACK
     )
+
+
+def _export_cost_targets(costs: Sequence[ExportCost]) -> list[Target]:
+    wanted = f"<= {PER_SPAN_NS_LIMIT:,.0f} ns per span"
+    return [
+        Target(
+            c.what,
+            wanted,
+            f"{c.ns:,.0f} ns (IQR {c.iqr_ns:,.0f})",
+            c.ns <= PER_SPAN_NS_LIMIT,
+        )
+        for c in costs
+        if c.what.startswith(("hand-over", "encode: native"))
+    ]
+
+
+def _export_load_targets(load: Sequence[LoadSummary], runs: Sequence[LoadRun]) -> list[Target]:
+    found = {(s.server, s.variant): s for s in load}
+    native = found.get((EXPORT_SERVER, EXPORT_VARIANT))
+    drop = found.get((EXPORT_SERVER, DROP_VARIANT))
+    where = f"{EXPORT_SERVER} {EXPORT_VARIANT} vs {DROP_VARIANT}"
+    if native is None or drop is None or native.ratio is None or drop.ratio is None:
+        return [
+            Target(f"OTLP export costs no more than dropping ({where})", "-", "not measured", None)
+        ]
+    lost = [
+        r.otlp.served - r.otlp.received
+        for r in runs
+        if (r.server, r.variant) == (EXPORT_SERVER, EXPORT_VARIANT) and r.otlp is not None
+    ]
+    return [
+        Target(
+            f"OTLP export throughput ({where})",
+            f">= drop ratio - {EXPORT_RATIO_SLACK:.2f}",
+            f"{native.ratio:.3f} vs {drop.ratio:.3f}",
+            native.ratio >= drop.ratio - EXPORT_RATIO_SLACK,
+        ),
+        Target(
+            f"OTLP export p99 ({where})",
+            f"<= {EXPORT_P99_FACTOR}x the drop variant's",
+            f"{native.p99_us / 1e3:.2f} ms vs {drop.p99_us / 1e3:.2f} ms",
+            native.p99_us <= EXPORT_P99_FACTOR * drop.p99_us,
+        ),
+        Target(
+            f"no span lost under load ({EXPORT_SERVER} {EXPORT_VARIANT}, default settings)",
+            "received = served, every round",
+            f"lost per round: {lost}" if lost else "not measured",
+            (max(lost) <= 0) if lost else None,
+        ),
+    ]
 
 
 def _ratio_target(

@@ -29,6 +29,7 @@ from .otelsdk import environ, meter_provider, tracer_provider
 Apply = Callable[[Any, ExitStack], Any]
 
 OTLP_ENDPOINT_ENV = "HOOKTEL_BENCH_OTLP_ENDPOINT"  # set by the harness while a receiver runs
+DD_AGENT_ENV = "HOOKTEL_BENCH_DD_AGENT_URL"  # set by the harness while a stand-in agent runs
 FAST_PATH_ENV = "HOOKTEL_OTEL_FAST_PATH"
 
 
@@ -38,6 +39,7 @@ class Variant:
     description: str
     by_kind: Mapping[str, Apply]
     needs_receiver: bool = False  # exports to the OTLP receiver: load step only
+    needs_agent: bool = False  # sends to the stand-in Datadog agent: load step only
     reference: bool = False  # not an instrumentation: a bound to compare with (`SDK_FLOOR`)
 
     def supports(self, kind: str) -> bool:
@@ -172,6 +174,54 @@ def _hooktel_otlp(kind: str) -> Apply:
     return apply
 
 
+def _hooktel_otlp_native(kind: str) -> Apply:
+    """hooktel with `OTLPSpanProcessor` (native encoding) to the receiver the harness started."""
+
+    def apply(app: Any, stack: ExitStack) -> Any:
+        from opentelemetry.sdk.trace import TracerProvider
+
+        from hooktel.otel import OTLPSpanProcessor
+
+        endpoint = os.environ.get(OTLP_ENDPOINT_ENV)
+        if not endpoint:
+            raise RuntimeError(f"{OTLP_ENDPOINT_ENV} is not set: no OTLP receiver is running")
+        provider = TracerProvider(shutdown_on_exit=False)
+        provider.add_span_processor(OTLPSpanProcessor(endpoint=endpoint))
+        stack.callback(provider.shutdown)  # at exit: what is queued is sent
+        instrument_hooktel(stack, provider)
+        return _HOOK_POINT[kind](app, stack)
+
+    return apply
+
+
+def _ddtrace(app: Any, stack: ExitStack) -> Any:
+    """Datadog's ddtrace on a Starlette app, to the stand-in agent (`ddagent`).
+
+    As its documentation sets it up: `patch(starlette=True)` before the app
+    is made (so the app is made again), no telemetry, remote configuration
+    or runtime metrics (nothing listens for them).
+    """
+    url = os.environ.get(DD_AGENT_ENV)
+    if not url:
+        raise RuntimeError(f"{DD_AGENT_ENV} is not set: no stand-in agent is running")
+    os.environ.update(
+        {
+            "DD_TRACE_AGENT_URL": url,
+            "DD_SERVICE": "bench",
+            "DD_INSTRUMENTATION_TELEMETRY_ENABLED": "false",
+            "DD_REMOTE_CONFIGURATION_ENABLED": "false",
+            "DD_RUNTIME_METRICS_ENABLED": "false",
+            "DD_TRACE_STARTUP_LOGS": "false",
+        }
+    )
+    import ddtrace
+
+    from .apps import starlette_hello
+
+    ddtrace.patch(starlette=True)
+    return starlette_hello()
+
+
 def _contrib_asgi(app: Any, stack: ExitStack, sdk: bool = True, metrics: bool = False) -> Any:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
@@ -241,6 +291,7 @@ BASELINE = "bare"
 HOOKTEL_OTEL = "hooktel-otel"
 HOOKTEL_OTLP = "hooktel-otlp"
 HOOKTEL_METRICS = "hooktel-otel-metrics"
+HOOKTEL_OTLP_NATIVE = "hooktel-otlp-native"
 SDK_FLOOR = "sdk-floor"
 SDK_FLOOR_OTLP = "sdk-floor-otlp"
 
@@ -301,8 +352,9 @@ VARIANTS: dict[str, Variant] = {
         ),
         Variant(
             HOOKTEL_OTLP,
-            "hooktel HttpInstrumentation, SDK, OTLP/HTTP exporter to a receiver process",
-            {"starlette": _hooktel_otlp("starlette")},
+            "hooktel HttpInstrumentation, SDK, BatchSpanProcessor + OTLPSpanExporter (stock) "
+            "to a receiver process",
+            {"starlette": _hooktel_otlp("starlette"), "asgi": _hooktel_otlp("asgi")},
             needs_receiver=True,
         ),
         # issue 9: metrics from the same hooks
@@ -315,6 +367,20 @@ VARIANTS: dict[str, Variant] = {
             "otel-contrib-metrics",
             "contrib asgi OpenTelemetryMiddleware, SDK, spans and its default metrics",
             {"asgi": _contrib_asgi_metrics, "starlette": _contrib_asgi_metrics},
+        ),
+        # issue 10: native export
+        Variant(
+            HOOKTEL_OTLP_NATIVE,
+            "hooktel HttpInstrumentation, SDK, OTLPSpanProcessor (native encoding) "
+            "to a receiver process",
+            {kind: _hooktel_otlp_native(kind) for kind in ("starlette", "asgi")},
+            needs_receiver=True,
+        ),
+        Variant(
+            "ddtrace",
+            "Datadog ddtrace, patch(starlette=True), to a stand-in agent process",
+            {"starlette": _ddtrace},
+            needs_agent=True,
         ),
         # A reference, not an instrumentation (`benchmarks/floor.py`): the bound
         # on what anything going through the SDK's sampler and processor can reach.

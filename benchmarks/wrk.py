@@ -8,6 +8,8 @@ import subprocess
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .servers import CLIENT_CORE, pinned
+
 _UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
 _RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
 _PERCENTILE = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
@@ -44,16 +46,19 @@ def run_wrk(url: str, seconds: int, threads: int = 1, connections: int = 16) -> 
     """Load `url` for `seconds` with wrk --latency; bounded by a subprocess timeout."""
     if not url.startswith("http://127.0.0.1:"):
         raise ValueError(f"only 127.0.0.1 is loaded, not {url}")
-    command = [
-        wrk_path(),
-        f"-t{threads}",
-        f"-c{connections}",
-        f"-d{max(seconds, 1)}s",  # wrk takes whole seconds
-        "--timeout",
-        "5s",
-        "--latency",
-        url,
-    ]
+    command = pinned(
+        [
+            wrk_path(),
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(seconds, 1)}s",  # wrk takes whole seconds
+            "--timeout",
+            "5s",
+            "--latency",
+            url,
+        ],
+        CLIENT_CORE,
+    )
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=seconds + 30, check=False

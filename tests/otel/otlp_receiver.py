@@ -1,22 +1,38 @@
-"""A minimal OTLP/HTTP trace and metrics receiver on 127.0.0.1 that decodes what it gets.
+"""A minimal OTLP/HTTP trace receiver on 127.0.0.1 that decodes what it gets, and can misbehave.
 
 `POST /v1/traces` takes an `ExportTraceServiceRequest` (protobuf, as the real
-OTLP/HTTP exporter sends it) and keeps every span; `GET /spans` returns them
-as JSON; `GET /count` returns how many arrived. `POST /v1/metrics` takes an
-`ExportMetricsServiceRequest` and keeps every data point (`metric_points`); other
-POSTs (logs: the launcher exports them too) are answered and dropped. Run it in a thread
-(`OtlpReceiver`) or as its own process: `python -m tests.otel.otlp_receiver`
-prints `listening on PORT`.
+OTLP/HTTP exporter sends it, gzip or not) and keeps every span; `POST
+/v1/metrics` takes an `ExportMetricsServiceRequest` and keeps every data point
+(`metric_points`); other POSTs (logs) are answered and dropped; `GET /spans`
+returns them as JSON; `GET /count` returns how many arrived; `GET /posts`
+lists every POST (status answered, spans in it, when, and its headers).
+
+Fault modes, for the export tests (`PUT /fault` with a JSON `Fault`, or
+`receiver.fault = Fault(...)`): answer POSTs with another status (500, 429
+with a `Retry-After`), after a delay (a slow receiver), for the next `times`
+POSTs only or for all. Spans count as received only from POSTs answered 2xx.
+A receiver that is down is simply a port nothing listens on.
+
+Run it in a thread (`OtlpReceiver`) or as its own process
+(`receiver_process()`, or `python -m tests.otel.otlp_receiver [PORT]`, which
+prints `listening on PORT`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import httpx
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
@@ -92,27 +108,62 @@ def decode_metrics(request: ExportMetricsServiceRequest) -> list[dict[str, Any]]
     return points
 
 
+@dataclass
+class Fault:
+    """How POSTs are answered: `status` (with `retry_after`), after `delay` seconds.
+
+    `times`: only the next that many POSTs; None: every POST until changed.
+    `rejected`: a 200 that reports that many spans rejected (an OTLP partial success).
+    """
+
+    status: int = 200
+    delay: float = 0.0
+    retry_after: str | None = None
+    times: int | None = None
+    rejected: int = 0
+
+
 class OtlpReceiver(ThreadingHTTPServer):
-    """The receiving server; `spans` holds everything decoded so far."""
+    """The receiving server; `spans` holds everything decoded so far, `posts` every POST.
+
+    POSTs are parsed as they come (protobuf's C parser) and flattened only when
+    read: under load the receiver keeps up with the exporter.
+    """
 
     daemon_threads = True
 
     def __init__(self, port: int = 0) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
-        self.spans: list[dict[str, Any]] = []
+        self.received: list[ExportTraceServiceRequest] = []
+        self.count = 0
+        self.posts: list[dict[str, Any]] = []
         self.metric_points: list[dict[str, Any]] = []
+        self.fault = Fault()
         self.lock = threading.Lock()
+
+    @property
+    def spans(self) -> list[dict[str, Any]]:
+        with self.lock:
+            received = list(self.received)
+        return [span for request in received for span in decode(request)]
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/v1/traces"
 
-    @property
-    def metrics_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1/metrics"
+    def next_fault(self) -> Fault:
+        """The fault this POST gets (one use of a limited fault)."""
+        with self.lock:
+            fault = self.fault
+            if fault.times is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    self.fault = Fault()
+            return fault
 
 
 class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as real collectors
     server: OtlpReceiver
 
     def do_POST(self) -> None:
@@ -127,19 +178,105 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.read(int(self.headers.get("Content-Length", "0")))
             answer(self, b"", "application/x-protobuf")
             return
-        spans = decode(read_export(self))
+        request = read_export(self)
+        spans = sum(len(scope.spans) for rs in request.resource_spans for scope in rs.scope_spans)
+        fault = self.server.next_fault()
+        if fault.delay:
+            time.sleep(fault.delay)
+        post = {
+            "status": fault.status,
+            "spans": spans,
+            "time": time.monotonic(),
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+        }
         with self.server.lock:
-            self.server.spans.extend(spans)
-        answer(self, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
+            self.server.posts.append(post)
+            if 200 <= fault.status < 300:
+                self.server.received.append(request)
+                self.server.count += spans
+        if fault.status == 200:
+            response = ExportTraceServiceResponse()
+            if fault.rejected:
+                response.partial_success.rejected_spans = fault.rejected
+                response.partial_success.error_message = "too old"
+            payload = response.SerializeToString()
+            answer(self, payload, "application/x-protobuf")
+            return
+        self.send_response(fault.status)
+        if fault.retry_after is not None:
+            self.send_header("Retry-After", fault.retry_after)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with self.server.lock:
+            self.server.fault = Fault(**json.loads(body))
+        answer(self, b"{}", "application/json")
 
     def do_GET(self) -> None:
-        with self.server.lock:
-            data = self.server.spans if self.path == "/spans" else len(self.server.spans)
-            payload = json.dumps(data).encode()
+        data: Any
+        if self.path == "/spans":
+            data = self.server.spans
+        else:
+            with self.server.lock:
+                data = list(self.server.posts) if self.path == "/posts" else self.server.count
+        payload = json.dumps(data).encode()
         answer(self, payload, "application/json")
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+@dataclass
+class ReceiverProcess:
+    """A receiver running as its own process, read and steered over HTTP."""
+
+    process: subprocess.Popen[str]
+    port: int
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/traces"
+
+    def _get(self, path: str) -> Any:
+        return self.http.get(f"http://127.0.0.1:{self.port}{path}").json()
+
+    def spans(self) -> list[dict[str, Any]]:
+        return list(self._get("/spans"))
+
+    def count(self) -> int:
+        return int(self._get("/count"))
+
+    def posts(self) -> list[dict[str, Any]]:
+        return list(self._get("/posts"))
+
+    def set_fault(self, fault: Fault) -> None:
+        response = self.http.put(f"http://127.0.0.1:{self.port}/fault", json=asdict(fault))
+        response.raise_for_status()
+
+
+@contextlib.contextmanager
+def receiver_process() -> Iterator[ReceiverProcess]:
+    """A receiver process on a free 127.0.0.1 port, stopped on exit."""
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.otel.otlp_receiver"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith("listening on "), first
+        receiver = ReceiverProcess(process, int(first.split()[-1]))
+        yield receiver
+        receiver.http.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ free of it. Also registered as the `hooktel` entry point of the
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
@@ -22,7 +22,10 @@ from .. import __version__, attach, detach, frameworks, httpserver
 from .._instrument import Instrument, InstrumentKind
 from .._registry import InstrumentRef
 
-__all__ = ["HttpInstrumentation"]
+if TYPE_CHECKING:
+    from ._otlp_processor import ExportStats, OTLPSpanProcessor
+
+__all__ = ["ExportStats", "HttpInstrumentation", "OTLPSpanProcessor"]
 
 _NAME = "hooktel.otel"
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
@@ -91,3 +94,13 @@ class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
         if self._ref is not None:
             frameworks.traced_span = None
         self._ref = self._metrics_ref = None
+
+
+def __getattr__(name: str) -> Any:
+    """`OTLPSpanProcessor` and `ExportStats`, imported when first asked for: the export
+    machinery costs ~15 ms of imports that `HttpInstrumentation` alone does not need."""
+    if name in ("ExportStats", "OTLPSpanProcessor"):
+        from . import _otlp_processor
+
+        return getattr(_otlp_processor, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import SpanKind, TraceFlags
 
 from . import _sdk
-from ._requestspan import RequestSpan
+from ._requestspan import RequestSpan, tracer_fields
 
 ENV_FAST_PATH = "HOOKTEL_OTEL_FAST_PATH"
 
@@ -69,6 +69,7 @@ class FastSpans:
         self._metrics: Any = _sdk.tracer_metrics(tracer)
         self._random_ids = _sdk.is_trace_id_random(tracer)
         self._on_ending = _sdk.on_ending(tracer)
+        self._fields = tracer_fields(tracer)
 
     @classmethod
     def for_tracer(cls, tracer: trace_api.Tracer) -> FastSpans | None:
@@ -119,11 +120,11 @@ class FastSpans:
             return trace_api.NonRecordingSpan(context=context)
         if self._trusted_sampler or self._default_sampler:
             span = RequestSpan(
-                name, context, parent_context, attributes, tracer, record_end, self._on_ending
+                name, context, parent_context, attributes, self._fields, record_end, self._on_ending
             )
         else:
             span = RequestSpan(
-                name, context, parent_context, {}, tracer, record_end, self._on_ending
+                name, context, parent_context, {}, self._fields, record_end, self._on_ending
             )
             span.set_attributes(decision.attributes)  # the sampler may have changed them
         span.start(start_time, parent)

@@ -30,10 +30,26 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _sdk
+from ._handover import takes_request_spans
 
 logger = logging.getLogger(__name__)
 _UNSET = Status(StatusCode.UNSET)
 _SERVER = SpanKind.SERVER  # an Enum member lookup costs ~80 ns on Python 3.11
+
+
+TracerFields = tuple[Any, Any, Any, SpanLimits, Any]
+"""What every span of one tracer shares: its resource, instrumentation info and scope,
+span limits and span processor, read once per tracer (`tracer_fields`)."""
+
+
+def tracer_fields(tracer: Any) -> TracerFields:
+    return (
+        tracer.resource,
+        tracer.instrumentation_info,
+        _sdk.instrumentation_scope(tracer),
+        _sdk.span_limits(tracer),
+        tracer.span_processor,
+    )
 
 
 class RequestSpan(trace_api.Span, ReadableSpan):
@@ -45,7 +61,7 @@ class RequestSpan(trace_api.Span, ReadableSpan):
         context: trace_api.SpanContext,
         parent: trace_api.SpanContext | None,
         attributes: dict[str, Any],
-        tracer: Any,
+        tracer: TracerFields,
         record_end_metrics: Callable[[], None] | None,
         on_ending: Callable[[Any], None] | None,
     ) -> None:
@@ -54,16 +70,18 @@ class RequestSpan(trace_api.Span, ReadableSpan):
         self._context = context
         self._parent = parent
         self._kind = _SERVER
-        self._resource = tracer.resource
-        self._instrumentation_info = tracer.instrumentation_info
-        self._instrumentation_scope = _sdk.instrumentation_scope(tracer)
+        (
+            self._resource,
+            self._instrumentation_info,
+            self._instrumentation_scope,
+            self._limits,
+            self._span_processor,
+        ) = tracer
         self._status = _UNSET
         self._start_time: int | None = None
         self._end_time: int | None = None
         self._events: BoundedList[Event] | tuple[()] = ()
         self._links: BoundedList[trace_api.Link] | tuple[()] = ()
-        self._limits: SpanLimits = _sdk.span_limits(tracer)
-        self._span_processor = tracer.span_processor
         self._record_end_metrics = record_end_metrics
         self._on_ending = on_ending
         self._lock = threading.Lock()
@@ -223,6 +241,9 @@ class RequestSpan(trace_api.Span, ReadableSpan):
             self._record_end_metrics()
         if self._on_ending is not None:
             self._on_ending(self)
+        if takes_request_spans(self._span_processor):
+            self._span_processor.on_end(self)  # ended: nothing changes it any more
+            return
         self._span_processor.on_end(
             ReadableSpan(  # positional: ReadableSpan's parameter order, cheaper than keywords
                 self._name,

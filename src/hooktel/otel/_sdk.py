@@ -136,6 +136,26 @@ def is_trace_id_random(tracer: sdk_trace.Tracer) -> bool:
     return bool(check()) if check is not None and RANDOM_TRACE_ID else False
 
 
+def span_processors(active: Any) -> tuple[Any, ...] | None:
+    """The processors a provider's span processor (a multi span processor) calls, or None."""
+    processors = getattr(active, "_span_processors", None)
+    return processors if isinstance(processors, tuple) else None
+
+
+def sdk_configurator() -> Any:
+    """The SDK's own configurator class (`opentelemetry-distro`'s is it, unchanged): the
+    base of the `hooktel_otlp` configurator. Imported when asked: it imports the whole SDK."""
+    from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+
+    return _OTelSDKConfigurator
+
+
+def configure_sdk(configurator: Any, **kwargs: Any) -> None:
+    """What the SDK's configurator does for `configurator`: the SDK set up from the
+    environment (`_initialize_components`), as `opentelemetry-instrument` asks it to."""
+    sdk_configurator()._configure(configurator, **kwargs)
+
+
 def set_items(bounded: BoundedAttributes, attributes: Mapping[str, Any]) -> None:
     """`attributes` into `bounded` with the SDK's validation and limits."""
     set_all = getattr(bounded, "_set_items", None)
@@ -161,6 +181,33 @@ def trace_state_entries(state: TraceState) -> dict[str, str]:
     """The dict behind a `TraceState`, for a subclass to fill in its own constructor."""
     entries: dict[str, str] = state._dict
     return entries
+
+
+def span_attacher() -> Callable[[trace.Span, Context], object]:
+    """`attach(span, parent)`: make `span` current in a copy of `parent`; the token back.
+
+    What `context.attach(trace.set_span_in_context(span, parent))` does. With the
+    API's default runtime context (a context variable holding a `Context`), that
+    variable is set directly: one call instead of four layers of Python.
+    """
+    from opentelemetry import context as context_api
+    from opentelemetry.trace.propagation import _SPAN_KEY
+
+    runtime = getattr(context_api, "_RUNTIME_CONTEXT", None)
+    variable = getattr(runtime, "_current_context", None)
+    if type(runtime).__name__ != "ContextVarsRuntimeContext" or not isinstance(
+        variable, contextvars.ContextVar
+    ):
+
+        def attach_through_the_api(span: trace.Span, parent: Context) -> object:
+            return context_api.attach(trace.set_span_in_context(span, parent))
+
+        return attach_through_the_api
+
+    def attach(span: trace.Span, parent: Context) -> object:
+        return variable.set(Context({**parent, _SPAN_KEY: span}))
+
+    return attach
 
 
 def restore_context(token: object, span: trace.Span) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.propagate import get_global_textmap
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -25,7 +24,7 @@ from ._borrowed import BorrowedSpan
 from ._config import Config
 from ._fastpath import FastSpans
 from ._parent import ParentExtractor
-from ._sdk import restore_context
+from ._sdk import restore_context, span_attacher
 from ._semconv import with_old_names
 
 # Keys that exist for instruments, not for spans: the span has its own ids and
@@ -73,6 +72,7 @@ class ServerSpans:
         self._fast_enabled = _fastpath.enabled()
         self._fast: FastSpans | None = None
         self._parents = ParentExtractor(get_global_textmap)
+        self._attach = span_attacher()
         extra = set(self._parents.header_names) - set(config.capture_request_headers)
         self._skip = _HOOK_ONLY | {_REQUEST_PREFIX + name for name in extra}
         sanitize = config.sanitize
@@ -112,7 +112,7 @@ class ServerSpans:
                 attributes=span_attrs,
                 start_time=attrs["operation.timestamp"],
             )
-        token = context_api.attach(trace.set_span_in_context(span, parent))
+        token = self._attach(span, parent)
         self._live[op_id] = _Live(span, attrs["operation.timestamp"], token, method)
         if self._config.request_hook is not None:
             self._run_hook("request_hook", self._config.request_hook, span, attrs)
