@@ -277,6 +277,7 @@ def test_opt_in_instruments_when_asked(
     RELEASE.clear()
     with metered(**options) as served:
         served.request("POST", "/upload", content=b"x" * 2000)
+        served.wait_for(1)  # its end hook may run after the client has the response
         waiting = threading.Thread(target=served.get, args=("/wait",))
         waiting.start()
 
