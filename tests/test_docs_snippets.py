@@ -170,6 +170,7 @@ def test_readme_plain_hooks_example_reports_each_request(tmp_path: Path) -> None
         printed = wait_for(
             lambda: [line.split() for line in served.output if line.startswith("2 ")],
             "the hook's line for the second request",
+            30,
         )
     finally:
         served.stop()
