@@ -191,17 +191,22 @@ def starlette_route(scope: Any, route: Any) -> str | None:
     Starlette adds each mount's path to `root_path`; `app_root_path` is the
     root path before them. FastAPI's included routers keep the route as
     declared (without the prefixes), and the whole template in their
-    effective route context.
+    effective route context. Without mounts and FastAPI it is `route.path`.
     """
     fastapi = scope.get("fastapi")
-    effective = fastapi.get("effective_route_context") if isinstance(fastapi, dict) else None
-    path = getattr(effective, "path_format", None)
-    if not isinstance(path, str):
+    if fastapi is None:
         path = getattr(route, "path", None)
+    else:
+        effective = fastapi.get("effective_route_context") if isinstance(fastapi, dict) else None
+        path = getattr(effective, "path_format", None)
+        if not isinstance(path, str):
+            path = getattr(route, "path", None)
     if not isinstance(path, str):
         return None
     root_path = scope.get("root_path") or ""
     app_root_path = scope.get("app_root_path", root_path)
+    if root_path == app_root_path:  # mounted nowhere: the usual case
+        return path
     mounted = (
         isinstance(root_path, str)
         and isinstance(app_root_path, str)
