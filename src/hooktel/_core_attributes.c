@@ -730,6 +730,11 @@ begin_http(CoreState *state, PyObject *hooks, RequestFields *f)
     if (op == NULL) {
         return NULL;
     }
+    if (PyTuple_GET_SIZE(start_hooks) == 0) { /* attributes only for an instrument that reads them */
+        Py_DECREF(start_hooks);
+        Py_DECREF(capture);
+        return op;
+    }
     int known = PySet_Contains(state->known_methods, f->method);
     timestamp = PyLong_FromLongLong(wall_clock_ns());
     attrs = new_presized_dict(16);

@@ -231,14 +231,18 @@ operation_respond(Operation *op, long status, PyObject *headers)
     return found == NULL ? -1 : 0;
 }
 
-/* The attributes end and error share; NULL with no error when already closed. */
+/* Close the operation: the attributes end and error share, for `hooks_tuple` to get; NULL
+ * with no error when it was already closed, or when no instrument has such a hook. */
 static PyObject *
-operation_close(Operation *op)
+operation_close(Operation *op, PyObject *hooks_tuple)
 {
     if (op->done) {
         return NULL;
     }
     op->done = 1;
+    if (PyTuple_GET_SIZE(hooks_tuple) == 0) {
+        return NULL;
+    }
     CoreState *state = op->state;
     PyObject *attrs = new_presized_dict(8);
     PyObject *duration = PyLong_FromLongLong(monotonic_ns() - op->began_ns);
@@ -270,7 +274,7 @@ error:
 int
 operation_end(Operation *op)
 {
-    PyObject *attrs = operation_close(op);
+    PyObject *attrs = operation_close(op, op->end_hooks);
     if (attrs == NULL) {
         return PyErr_Occurred() ? -1 : 0;
     }
@@ -310,7 +314,7 @@ stacktrace(CoreState *state, PyObject *exc)
 int
 operation_fail(Operation *op, PyObject *error_type, PyObject *message, PyObject *exc)
 {
-    PyObject *attrs = operation_close(op);
+    PyObject *attrs = operation_close(op, op->error_hooks);
     if (attrs == NULL) {
         return PyErr_Occurred() ? -1 : 0;
     }

@@ -86,6 +86,8 @@ def begin_http(
     `REMOTE_PORT` is optional).
     """
     op = HttpOperation(hooks)
+    if not hooks.start_hooks:  # attributes only for an instrument that reads them
+        return op
     known = method in KNOWN_METHODS
     attrs: Attributes = {  # one dict display: cheaper than a store per key
         "operation.id": op.id,
@@ -290,7 +292,7 @@ class HttpOperation:
             self.response_headers = self.hooks.response_capture.collect(headers)
 
     def end(self) -> None:
-        attrs = self._close()
+        attrs = self._close(self.hooks.end_hooks)
         if attrs is not None:
             attrs["http.response.body.size"] = self.body_size
             if self.response_headers:
@@ -298,7 +300,7 @@ class HttpOperation:
             self.hooks.notify_end(self.id, attrs)
 
     def fail(self, error_type: str, message: str, exc: BaseException | None = None) -> None:
-        attrs = self._close()
+        attrs = self._close(self.hooks.error_hooks)
         if attrs is not None:
             attrs["error.type"] = error_type
             attrs["error.message"] = cap(message, MAX_MESSAGE)
@@ -307,11 +309,14 @@ class HttpOperation:
                 attrs["exception.stacktrace"] = stack[-MAX_STACKTRACE:]
             self.hooks.notify_error(self.id, attrs)
 
-    def _close(self) -> Attributes | None:
-        """The attributes end and error share; None when the operation already closed."""
+    def _close(self, hooks: tuple[Any, ...]) -> Attributes | None:
+        """Close the operation: the attributes end and error share, for `hooks` to get;
+        None when it was already closed, or when no instrument has such a hook."""
         if self.done:
             return None
         self.done = True
+        if not hooks:
+            return None
         attrs: Attributes = {
             "operation.id": self.id,
             "operation.duration": time.monotonic_ns() - self._began,

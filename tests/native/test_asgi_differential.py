@@ -136,6 +136,7 @@ servers = st.builds(
 faults = st.builds(
     Faults,
     raising=st.frozensets(st.sampled_from(["start", "inject", "end", "error"])),
+    present=st.frozensets(st.sampled_from(["start", "inject", "end", "error"]), min_size=1),
     inject=st.sampled_from(
         [
             None,

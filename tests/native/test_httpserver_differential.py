@@ -120,6 +120,7 @@ def run(begin: Any, raw: bytes, cut_short: bool, fault: Faults, mp: pytest.Monke
 faults = st.builds(
     Faults,
     raising=st.frozensets(st.sampled_from(["start", "inject", "end", "error"])),
+    present=st.frozensets(st.sampled_from(["start", "inject", "end", "error"]), min_size=1),
     inject=st.sampled_from([None, {"x-a": "1"}, {"connection": "close"}]),
     capture_request=st.sampled_from([(), ("x-capture", "authorization", "x_api-key", "host")]),
     capture_response=st.sampled_from([(), ("content-type", "x-folded")]),

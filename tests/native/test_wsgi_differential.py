@@ -138,6 +138,7 @@ server_scripts = st.builds(
 faults = st.builds(
     Faults,
     raising=st.frozensets(st.sampled_from(["start", "inject", "end", "error"])),
+    present=st.frozensets(st.sampled_from(["start", "inject", "end", "error"]), min_size=1),
     inject=st.sampled_from([None, {"x-a": "1"}, {"transfer-encoding": "x"}, 7]),
     capture_request=st.sampled_from(
         [(), ("x-capture", "authorization", "host"), ("x_capture", "content-type")]

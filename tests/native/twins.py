@@ -43,6 +43,7 @@ class Faults:
 
     raising: frozenset[str] = frozenset()
     inject: Any = None
+    present: frozenset[str] = frozenset({"start", "inject", "end", "error"})  # hooks it has
     capture_request: tuple[str, ...] = ()
     capture_response: tuple[str, ...] = ()
 
@@ -101,15 +102,18 @@ def witnessing(faults: Faults, monkeypatch: pytest.MonkeyPatch) -> Iterator[Witn
             raise RuntimeError("inject hook failed")
         return faults.inject
 
+    def having(event: str, function: Any) -> Any:
+        return function if event in faults.present else None
+
     ref = hooktel.attach(
         hooktel.Instrument(
             kind="http",
             name="witness",
             version="1.0",
-            on_operation_start=hook("start"),
-            on_operation_inject=inject,
-            on_operation_end=hook("end"),
-            on_operation_error=hook("error"),
+            on_operation_start=having("start", hook("start")),
+            on_operation_inject=having("inject", inject),
+            on_operation_end=having("end", hook("end")),
+            on_operation_error=having("error", hook("error")),
             capture_request_headers=faults.capture_request,
             capture_response_headers=faults.capture_response,
         )
