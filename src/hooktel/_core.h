@@ -96,7 +96,6 @@
     X(s_disconnect, "http.disconnect")                                         \
     X(s_disconnected, "disconnected")                                          \
     X(s_self, "__self__")                                                      \
-    X(s_send, "send")                                                          \
     X(s_throw, "throw")                                                        \
     X(s_close, "close")                                                        \
     X(s_read, "read")                                                          \
