@@ -12,9 +12,16 @@ import hooktel
 import hooktel.httpserver
 
 
+# Each request runs on its own server thread, and one request's end can come while the
+# next one starts: the lock keeps every event on a line of its own.
+print_lock = threading.Lock()
+
+
 def printer(event: str):
     def hook(op_id: int, attrs: hooktel.Attributes) -> None:
-        print(json.dumps({"event": event, "op_id": op_id, **attrs}, sort_keys=True), flush=True)
+        line = json.dumps({"event": event, "op_id": op_id, **attrs}, sort_keys=True)
+        with print_lock:
+            print(line, flush=True)
 
     return hook
 
