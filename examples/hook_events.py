@@ -11,7 +11,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import hooktel
 import hooktel.httpserver
 
-
 # Each request runs on its own server thread, and one request's end can come while the
 # next one starts: the lock keeps every event on a line of its own.
 print_lock = threading.Lock()
