@@ -20,7 +20,7 @@ it off; the test suite runs both ways and compares them.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import trace as trace_api
@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import SpanKind, TraceFlags
 
 from . import _sdk
-from ._requestspan import RequestSpan, tracer_fields
+from ._requestspan import RequestSpan, span_class
 
 ENV_FAST_PATH = "HOOKTEL_OTEL_FAST_PATH"
 
@@ -50,6 +50,8 @@ _FLAGS = (
 _SERVER = SpanKind.SERVER
 _RECORD_AND_SAMPLE = sampling.Decision.RECORD_AND_SAMPLE
 _DROP = sampling.Decision.DROP
+_DEFAULT_TRACE_STATE = trace_api.DEFAULT_TRACE_STATE
+_new_tuple = tuple.__new__
 
 
 def enabled() -> bool:
@@ -68,8 +70,8 @@ class FastSpans:
         self._is_enabled = _sdk.enabled_check(tracer)
         self._metrics: Any = _sdk.tracer_metrics(tracer)
         self._random_ids = _sdk.is_trace_id_random(tracer)
-        self._on_ending = _sdk.on_ending(tracer)
-        self._fields = tracer_fields(tracer)
+        self._bits = _sdk.random_bits(tracer)
+        self._span_class = span_class(tracer, _sdk.on_ending(tracer))
 
     @classmethod
     def for_tracer(cls, tracer: trace_api.Tracer) -> FastSpans | None:
@@ -92,9 +94,14 @@ class FastSpans:
             return trace_api.NonRecordingSpan(
                 context=parent_context or trace_api.INVALID_SPAN_CONTEXT
             )
+        bits = self._bits
         if parent_context is None or not parent_context.is_valid:
             parent_context = None
-            trace_id = tracer.id_generator.generate_trace_id()
+            trace_id = (
+                tracer.id_generator.generate_trace_id()
+                if bits is None
+                else bits(128) or _redraw(bits, 128)
+            )
             random_trace_id = self._random_ids
         else:
             trace_id = parent_context.trace_id
@@ -107,28 +114,43 @@ class FastSpans:
             decision = tracer.sampler.should_sample(parent, trace_id, name, _SERVER, attributes, ())
             decided, trace_state = decision.decision, decision.trace_state
             sampled = decided is _RECORD_AND_SAMPLE
-        context = trace_api.SpanContext(
-            trace_id,
-            tracer.id_generator.generate_span_id(),
-            False,  # is_remote
-            _FLAGS[sampled][random_trace_id],
-            trace_state,
-        )
+        flags = _FLAGS[sampled][random_trace_id]
+        if bits is None:
+            context = trace_api.SpanContext(
+                trace_id, tracer.id_generator.generate_span_id(), False, flags, trace_state
+            )
+        else:  # both ids valid by construction: the tuple the constructor would build
+            context = _new_tuple(
+                trace_api.SpanContext,
+                (
+                    trace_id,
+                    bits(64) or _redraw(bits, 64),
+                    False,  # is_remote
+                    flags,
+                    _DEFAULT_TRACE_STATE if trace_state is None else trace_state,
+                    True,  # is_valid
+                ),
+            )
         metrics = self._metrics
         record_end = metrics.start_span(parent_context, decided) if metrics else None
         if decided is _DROP:
             return trace_api.NonRecordingSpan(context=context)
         if self._trusted_sampler or self._default_sampler:
-            span = RequestSpan(
-                name, context, parent_context, attributes, self._fields, record_end, self._on_ending
-            )
+            span = self._span_class(name, context, parent_context, attributes, record_end)
         else:
-            span = RequestSpan(
-                name, context, parent_context, {}, self._fields, record_end, self._on_ending
-            )
+            span = self._span_class(name, context, parent_context, {}, record_end)
             span.set_attributes(decision.attributes)  # the sampler may have changed them
         span.start(start_time, parent)
         return span
+
+
+def _redraw(bits: Callable[[int], int], width: int) -> int:
+    """Another random id for one that came out all zero, as `RandomIdGenerator` draws it:
+    `bits(width) or _redraw(bits, width)` is its id, without a call in the common case."""
+    drawn = bits(width)
+    while not drawn:
+        drawn = bits(width)
+    return drawn
 
 
 def set_trusted(span: trace_api.Span, attributes: Mapping[str, Any]) -> None:

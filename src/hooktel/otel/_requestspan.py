@@ -15,6 +15,7 @@ path is only used where the SDK keeps that layout.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 import traceback
@@ -37,56 +38,74 @@ _UNSET = Status(StatusCode.UNSET)
 _SERVER = SpanKind.SERVER  # an Enum member lookup costs ~80 ns on Python 3.11
 
 
-TracerFields = tuple[Any, Any, Any, SpanLimits, Any]
-"""What every span of one tracer shares: its resource, instrumentation info and scope,
-span limits and span processor, read once per tracer (`tracer_fields`)."""
+def span_class(tracer: Any, on_ending: Callable[[Any], None] | None) -> type[RequestSpan]:
+    """The `RequestSpan` class of one tracer's spans.
+
+    What every span of a tracer shares (its resource, instrumentation info and
+    scope, span limits and span processor) is read once, and kept as class
+    attributes of a subclass made for that tracer, where `ReadableSpan`'s
+    properties find them: a span sets only what is its own.
+    """
+    limits = _sdk.span_limits(tracer)
+    shared: dict[str, Any] = {
+        "_resource": tracer.resource,
+        "_instrumentation_info": tracer.instrumentation_info,
+        "_instrumentation_scope": _sdk.instrumentation_scope(tracer),
+        "_limits": limits,
+        "_span_processor": tracer.span_processor,
+        "_on_ending": on_ending,
+        "_plain_max": _plain_max(limits),
+    }
+    return type(RequestSpan.__name__, (RequestSpan,), shared)
 
 
-def tracer_fields(tracer: Any) -> TracerFields:
-    return (
-        tracer.resource,
-        tracer.instrumentation_info,
-        _sdk.instrumentation_scope(tracer),
-        _sdk.span_limits(tracer),
-        tracer.span_processor,
-    )
+def _plain_max(limits: SpanLimits) -> int:
+    """How many attributes a span holds in a plain dict before the SDK's limits can bite."""
+    if limits.max_span_attribute_length is not None:
+        return -1  # values may be cut: every attribute takes the SDK's route
+    return sys.maxsize if limits.max_span_attributes is None else limits.max_span_attributes
 
 
 class RequestSpan(trace_api.Span, ReadableSpan):
-    """One request's SERVER span; the whole `opentelemetry.trace.Span` API."""
+    """One request's SERVER span; the whole `opentelemetry.trace.Span` API.
 
-    def __init__(  # noqa: PLR0917 - one caller, the fast path
+    Made through the class `span_class` returns for the span's tracer.
+    """
+
+    # Shared by every span of one tracer (set by `span_class`).
+    _resource: Any
+    _instrumentation_info: Any
+    _instrumentation_scope: Any
+    _limits: SpanLimits
+    _span_processor: Any
+    _on_ending: Callable[[Any], None] | None
+    _plain_max: int
+    # Every span's until it changes them.
+    _kind = _SERVER
+    _status = _UNSET
+    _end_time: int | None = None
+    _events: BoundedList[Event] | tuple[()] = ()
+    _links: BoundedList[trace_api.Link] | tuple[()] = ()
+    _record_end_metrics: Callable[[], None] | None = None
+
+    def __init__(
         self,
         name: str,
         context: trace_api.SpanContext,
         parent: trace_api.SpanContext | None,
         attributes: dict[str, Any],
-        tracer: TracerFields,
         record_end_metrics: Callable[[], None] | None,
-        on_ending: Callable[[Any], None] | None,
     ) -> None:
         # The fields ReadableSpan's properties read, set without its constructor.
         self._name = name
         self._context = context
         self._parent = parent
-        self._kind = _SERVER
-        (
-            self._resource,
-            self._instrumentation_info,
-            self._instrumentation_scope,
-            self._limits,
-            self._span_processor,
-        ) = tracer
-        self._status = _UNSET
         self._start_time: int | None = None
-        self._end_time: int | None = None
-        self._events: BoundedList[Event] | tuple[()] = ()
-        self._links: BoundedList[trace_api.Link] | tuple[()] = ()
-        self._record_end_metrics = record_end_metrics
-        self._on_ending = on_ending
+        if record_end_metrics is not None:
+            self._record_end_metrics = record_end_metrics
         self._lock = threading.Lock()
         self._attributes: dict[str, Any] | BoundedAttributes = attributes
-        if not self._fits(0):
+        if len(attributes) > self._plain_max:
             self._attributes = self._bounded()
 
     def start(self, start_time: int, parent_context: Context) -> None:
@@ -101,18 +120,10 @@ class RequestSpan(trace_api.Span, ReadableSpan):
             if self._end_time is not None:
                 return
             current = self._attributes
-            if type(current) is dict and self._fits(len(attributes)):
+            if type(current) is dict and len(current) + len(attributes) <= self._plain_max:
                 current.update(attributes)
             else:
                 _sdk.set_items(self._as_bounded(), attributes)
-
-    def _fits(self, extra: int) -> bool:
-        """True while no span limit can bite on the plain dict."""
-        limits = self._limits
-        return limits.max_span_attribute_length is None and (
-            limits.max_span_attributes is None
-            or len(self._attributes) + extra <= limits.max_span_attributes
-        )
 
     def _bounded(self) -> BoundedAttributes:
         return BoundedAttributes(

@@ -19,7 +19,7 @@ from .._errors import report_hook_error
 from .._headers import REDACTED
 from .._instrument import Attributes
 from .._traceparent import format_traceparent
-from . import _fastpath
+from . import _fastpath, _sdk
 from ._borrowed import BorrowedSpan
 from ._config import Config
 from ._fastpath import FastSpans
@@ -47,16 +47,8 @@ _REQUEST_PREFIX = "http.request.header."
 _RESPONSE_PREFIX = "http.response.header."
 
 
-class _Live:
-    """One in-flight request: its span, where it started, and the context to restore."""
-
-    __slots__ = ("method", "span", "start_ns", "token")
-
-    def __init__(self, span: trace.Span, start_ns: int, token: object, method: str) -> None:
-        self.span = span
-        self.start_ns = start_ns
-        self.token = token
-        self.method = method
+_Live = tuple[trace.Span, int, object, str]
+"""One in-flight request: its span, its start time, the context to restore, its method."""
 
 
 class ServerSpans:
@@ -69,6 +61,10 @@ class ServerSpans:
         self._version = version
         self._live: dict[int, _Live] = {}
         self._old_names = config.old_names
+        self._excluded = config.excluded_urls
+        self._request_hook = config.request_hook
+        self._response_hook = config.response_hook
+        self._plain_traceparent = config.response_propagation == "traceparent"
         self._fast_enabled = _fastpath.enabled()
         self._fast: FastSpans | None = None
         self._parents = ParentExtractor(get_global_textmap)
@@ -94,12 +90,12 @@ class ServerSpans:
         )
 
     def on_start(self, op_id: int, attrs: Attributes) -> None:
-        excluded = self._config.excluded_urls
+        excluded = self._excluded
         if excluded is not None and excluded.search(attrs.get("url.full", "")):
             return
         method = attrs.get("http.request.method", "_OTHER")
         parent = self._parents.extract(attrs)
-        name = _method_name(method)
+        name = "HTTP" if method == "_OTHER" else method
         span_attrs = self._span_attributes(attrs)
         fast = self._fast or self._resolve_fast()
         if fast is not None:
@@ -112,33 +108,35 @@ class ServerSpans:
                 attributes=span_attrs,
                 start_time=attrs["operation.timestamp"],
             )
-        token = self._attach(span, parent)
-        self._live[op_id] = _Live(span, attrs["operation.timestamp"], token, method)
-        if self._config.request_hook is not None:
-            self._run_hook("request_hook", self._config.request_hook, span, attrs)
+        self._live[op_id] = (span, attrs["operation.timestamp"], self._attach(span, parent), method)
+        if self._request_hook is not None:
+            self._run_hook("request_hook", self._request_hook, span, attrs)
 
     def borrowed(self, op_id: int) -> BorrowedSpan | None:
         """The span of operation `op_id` as a framework may hold it; None if not traced."""
         live = self._live.get(op_id)
-        return BorrowedSpan(live.span) if live is not None else None
+        return BorrowedSpan(live[0]) if live is not None else None
 
     def on_inject(self, op_id: int) -> dict[str, str] | None:
         live = self._live.get(op_id)
         if live is None:
             return None
-        ctx = live.span.get_span_context()
-        if not ctx.is_valid:
+        ctx = live[0].get_span_context()
+        if _sdk.SPAN_CONTEXT_IS_TUPLE:  # its fields without five property calls
+            trace_id, span_id, _, flags, state, valid = ctx
+        else:
+            trace_id, span_id, flags = ctx.trace_id, ctx.span_id, ctx.trace_flags
+            state, valid = ctx.trace_state, ctx.is_valid
+        if not valid:
             return None
-        value = format_traceparent(ctx.trace_id, ctx.span_id, ctx.trace_flags)
-        mode = self._config.response_propagation
-        if mode == "traceresponse":
+        value = format_traceparent(trace_id, span_id, flags)
+        if self._plain_traceparent:
+            if state:
+                return {"traceparent": value, "tracestate": state.to_header()}
+            return {"traceparent": value}
+        if self._config.response_propagation == "traceresponse":
             return {"traceresponse": value}
-        if mode == "server-timing":
-            return {"server-timing": f'traceparent;desc="{value}"'}
-        headers = {"traceparent": value}
-        if ctx.trace_state:
-            headers["tracestate"] = ctx.trace_state.to_header()
-        return headers
+        return {"server-timing": f'traceparent;desc="{value}"'}
 
     def on_end(self, op_id: int, attrs: Attributes) -> None:
         self._close(op_id, attrs, _mark_response)
@@ -147,24 +145,25 @@ class ServerSpans:
         self._close(op_id, attrs, _mark_error)
 
     def _close(
-        self, op_id: int, attrs: Attributes, mark: Callable[[_Live, Attributes], None]
+        self, op_id: int, attrs: Attributes, mark: Callable[[trace.Span, int, Attributes], None]
     ) -> None:
         live = self._live.pop(op_id, None)
         if live is None:
             return
+        span, start_ns, token, method = live
         try:
-            span = live.span
+            end_ns = start_ns + int(attrs.get("operation.duration", 0))
             if span.is_recording():
                 _fastpath.set_trusted(span, self._span_attributes(attrs))
                 route = attrs.get("http.route")
                 if route:
-                    span.update_name(f"{_method_name(live.method)} {route}")
-                mark(live, attrs)
-            if self._config.response_hook is not None:
-                self._run_hook("response_hook", self._config.response_hook, span, attrs)
-            span.end(end_time=_end_time(live, attrs))
+                    span.update_name(f"{_method_name(method)} {route}")
+                mark(span, end_ns, attrs)
+            if self._response_hook is not None:
+                self._run_hook("response_hook", self._response_hook, span, attrs)
+            span.end(end_time=end_ns)
         finally:
-            restore_context(live.token, live.span)
+            restore_context(token, span)
 
     def _resolve_fast(self) -> FastSpans | None:
         """The fast path, once the tracer is known to be the SDK's (see `_fastpath`)."""
@@ -203,23 +202,19 @@ def _method_name(method: str) -> str:
     return "HTTP" if method == "_OTHER" else method
 
 
-def _mark_response(live: _Live, attrs: Attributes) -> None:
+def _mark_response(span: trace.Span, end_ns: int, attrs: Attributes) -> None:
     """A 5xx is an error of the server span (a 4xx is the client's, so left unset)."""
     status = attrs.get("http.response.status_code", 0)
     if status >= 500:
-        live.span.set_attribute("error.type", str(status))
-        live.span.set_status(Status(StatusCode.ERROR))
+        span.set_attribute("error.type", str(status))
+        span.set_status(Status(StatusCode.ERROR))
 
 
-def _mark_error(live: _Live, attrs: Attributes) -> None:
+def _mark_error(span: trace.Span, end_ns: int, attrs: Attributes) -> None:
     error_type = attrs.get("error.type", "_OTHER")
     message = attrs.get("error.message", "")
     event = {"exception.type": error_type, "exception.message": message}
     if "exception.stacktrace" in attrs:
         event["exception.stacktrace"] = attrs["exception.stacktrace"]
-    live.span.add_event("exception", event, timestamp=_end_time(live, attrs))
-    live.span.set_status(Status(StatusCode.ERROR, f"{error_type}: {message}"))
-
-
-def _end_time(live: _Live, attrs: Attributes) -> int:
-    return live.start_ns + int(attrs.get("operation.duration", 0))
+    span.add_event("exception", event, timestamp=end_ns)
+    span.set_status(Status(StatusCode.ERROR, f"{error_type}: {message}"))
