@@ -211,6 +211,23 @@ without_keys(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+PyDoc_STRVAR(untracked_doc,
+"untracked(obj) -> obj\n\n"
+"`obj`, taken out of the garbage collector's care. For objects that cannot be part of a\n"
+"reference cycle (a finished span and its span context: they refer to values, never back),\n"
+"which wait in an export queue long enough to survive young collections and be traversed\n"
+"again by every older one. Reference counting still frees them. The Python twin can only\n"
+"return `obj`.");
+
+static PyObject *
+untracked(PyObject *module, PyObject *obj)
+{
+    if (PyObject_IS_GC(obj) && PyObject_GC_IsTracked(obj)) {
+        PyObject_GC_UnTrack(obj);
+    }
+    return Py_NewRef(obj);
+}
+
 /* ---------------------------------------------------------------- configuration */
 
 static int
@@ -303,6 +320,7 @@ static PyMethodDef core_methods[] = {
      format_traceparent_doc},
     {"without_keys", (PyCFunction)(void (*)(void))without_keys, METH_FASTCALL,
      without_keys_doc},
+    {"untracked", (PyCFunction)untracked, METH_O, untracked_doc},
     {"parse_traceparent", (PyCFunction)core_parse_traceparent, METH_O,
      "The (trace_id, span_id, trace_flags) of a traceparent value, or None."},
     {"begin_http", (PyCFunction)(void (*)(void))core_begin_http, METH_FASTCALL | METH_KEYWORDS,

@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import SpanKind, TraceFlags
 
 from . import _sdk
-from ._requestspan import RequestSpan, span_class
+from ._requestspan import RequestSpan, span_class, untracked
 
 ENV_FAST_PATH = "HOOKTEL_OTEL_FAST_PATH"
 
@@ -115,21 +115,26 @@ class FastSpans:
             decided, trace_state = decision.decision, decision.trace_state
             sampled = decided is _RECORD_AND_SAMPLE
         flags = _FLAGS[sampled][random_trace_id]
+        # The span context holds values only: out of the collector's care (see `untracked`).
         if bits is None:
-            context = trace_api.SpanContext(
-                trace_id, tracer.id_generator.generate_span_id(), False, flags, trace_state
+            context = untracked(
+                trace_api.SpanContext(
+                    trace_id, tracer.id_generator.generate_span_id(), False, flags, trace_state
+                )
             )
         else:  # both ids valid by construction: the tuple the constructor would build
-            context = _new_tuple(
-                trace_api.SpanContext,
-                (
-                    trace_id,
-                    bits(64) or _redraw(bits, 64),
-                    False,  # is_remote
-                    flags,
-                    _DEFAULT_TRACE_STATE if trace_state is None else trace_state,
-                    True,  # is_valid
-                ),
+            context = untracked(
+                _new_tuple(
+                    trace_api.SpanContext,
+                    (
+                        trace_id,
+                        bits(64) or _redraw(bits, 64),
+                        False,  # is_remote
+                        flags,
+                        _DEFAULT_TRACE_STATE if trace_state is None else trace_state,
+                        True,  # is_valid
+                    ),
+                )
             )
         metrics = self._metrics
         record_end = metrics.start_span(parent_context, decided) if metrics else None

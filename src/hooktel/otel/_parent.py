@@ -20,6 +20,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from .. import propagation  # a module, read at call time: it imports `_sdk` from here
 from .._instrument import Attributes
 from . import _sdk
+from ._requestspan import untracked
 
 _BAGGAGE_KEY = "http.request.header.baggage"
 _PREFIX = "http.request.header."
@@ -71,6 +72,9 @@ class ParentExtractor:
                 attrs["trace.parent.trace_flags"],
                 attrs.get("trace.parent.trace_state"),
             )
+            # Values only, kept by the span until it is exported: see `untracked`.
+            untracked(parent.trace_state)
+            untracked(parent)
             ctx = trace.set_span_in_context(trace.NonRecordingSpan(parent), ctx)
         if self._baggage and _BAGGAGE_KEY in attrs:
             ctx = W3CBaggagePropagator().extract({"baggage": list(attrs[_BAGGAGE_KEY])}, ctx)

@@ -21,7 +21,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
@@ -30,12 +30,31 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from .. import _native
 from . import _sdk
 from ._handover import takes_request_spans
 
 logger = logging.getLogger(__name__)
 _UNSET = Status(StatusCode.UNSET)
 _SERVER = SpanKind.SERVER  # an Enum member lookup costs ~80 ns on Python 3.11
+
+
+_T = TypeVar("_T")
+
+
+def untracked_py(obj: _T) -> _T:
+    """`obj` as it is: only the core can take an object out of the garbage collector's care.
+
+    Its twin, `hooktel._core.untracked`, does so for what cannot be part of a cycle and
+    waits in an export queue: a finished span (its fields refer to values, never back to
+    it) and its span context. Queued, they outlive young collections and are traversed by
+    the older ones: under load, the collector's share of a traced uvicorn server's time
+    falls from 1.7% to 0.7% without them (docs/benchmarks.md).
+    """
+    return obj
+
+
+untracked = untracked_py if _native.core is None else _native.core.untracked
 
 
 def span_class(tracer: Any, on_ending: Callable[[Any], None] | None) -> type[RequestSpan]:
@@ -253,23 +272,25 @@ class RequestSpan(trace_api.Span, ReadableSpan):
         if self._on_ending is not None:
             self._on_ending(self)
         if takes_request_spans(self._span_processor):
-            self._span_processor.on_end(self)  # ended: nothing changes it any more
+            self._span_processor.on_end(untracked(self))  # ended: nothing changes it any more
             return
         self._span_processor.on_end(
-            ReadableSpan(  # positional: ReadableSpan's parameter order, cheaper than keywords
-                self._name,
-                self._context,
-                self._parent,
-                self._resource,
-                self._attributes,
-                self._events,
-                self._links,
-                _SERVER,
-                self._instrumentation_info,
-                self._status,
-                self._start_time,
-                self._end_time,
-                self._instrumentation_scope,
+            untracked(
+                ReadableSpan(  # positional: ReadableSpan's parameter order, cheaper than keywords
+                    self._name,
+                    self._context,
+                    self._parent,
+                    self._resource,
+                    self._attributes,
+                    self._events,
+                    self._links,
+                    _SERVER,
+                    self._instrumentation_info,
+                    self._status,
+                    self._start_time,
+                    self._end_time,
+                    self._instrumentation_scope,
+                )
             )
         )
 
