@@ -312,13 +312,10 @@ def span_context_layout() -> tuple[type, int]:
     """(`SpanContext`, the index of its trace flags in it): `SpanContext` is a tuple, and
     the compiled recorder reads the flags there instead of through the property.
 
-    A `SpanContext` laid out otherwise gives a type no object has (the property is used).
+    A `SpanContext` laid out otherwise (`SPAN_CONTEXT_IS_TUPLE`) gives a type no object
+    has (the property is used).
     """
-    probe = trace.SpanContext(1, 2, False, trace.TraceFlags(1))
-    for index, item in enumerate(probe if isinstance(probe, tuple) else ()):
-        if item is probe.trace_flags:
-            return trace.SpanContext, index
-    return _NoLayout, 0
+    return (trace.SpanContext, 3) if SPAN_CONTEXT_IS_TUPLE else (_NoLayout, 0)
 
 
 # -- the SDK's metric internals ------------------------------------------------------
