@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import tempfile
 import threading
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .receiver import answer
+from .receiver import answer, get_counts
 from .servers import CLIENT_CORE, HOST, ServerError, free_port, pinned, start, stop
 
 START_TIMEOUT = 30.0
@@ -78,13 +77,7 @@ class Agent:
         return f"http://{HOST}:{self.port}"
 
     def counts(self) -> dict[str, int]:
-        conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
-        try:
-            conn.request("GET", "/count")
-            data: dict[str, int] = json.loads(conn.getresponse().read())
-        finally:
-            conn.close()
-        return data
+        return get_counts(self.port)
 
 
 @contextlib.contextmanager

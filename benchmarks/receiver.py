@@ -67,6 +67,17 @@ def answer(handler: BaseHTTPRequestHandler, payload: bytes, content_type: str) -
     handler.wfile.write(payload)
 
 
+def get_counts(port: int) -> dict[str, int]:
+    """`GET /count` of a counting stand-in on 127.0.0.1 (this receiver, the stand-in agent)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request("GET", "/count")
+        data: dict[str, int] = json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+    return data
+
+
 class _Counts:
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -124,13 +135,7 @@ class Receiver:
         return f"http://{HOST}:{self.port}/v1/traces"
 
     def counts(self) -> dict[str, int]:
-        conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
-        try:
-            conn.request("GET", "/count")
-            data: dict[str, int] = json.loads(conn.getresponse().read())
-        finally:
-            conn.close()
-        return data
+        return get_counts(self.port)
 
     def spans(self) -> int:
         return self.counts()["spans"]
