@@ -31,6 +31,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from .inprocess import calls_for, iqr
 from .otelsdk import tracer_provider
 from .spancost import ATTRIBUTES
 
@@ -54,14 +55,9 @@ def _time(
 ) -> tuple[float, float]:
     """Median and IQR of ns per span over `repeats` timings of ~`seconds` each."""
     timer = timeit.Timer(call)
-    number, elapsed = 1, 0.0
-    while elapsed < 0.02:
-        number *= 2
-        elapsed = timer.timeit(number)
-    number = max(1, int(number * seconds / elapsed))
+    number = calls_for(call, seconds, start=1, minimum=1)  # a batch's Python encoding: ~12 ms
     timings = [timer.timeit(number) / number / per_call * 1e9 for _ in range(repeats)]
-    spread = statistics.quantiles(timings, n=4) if len(timings) > 1 else [0.0, 0.0, 0.0]
-    return statistics.median(timings), spread[2] - spread[0]
+    return statistics.median(timings), iqr(timings)
 
 
 def _idle_processor() -> Any:

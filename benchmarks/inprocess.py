@@ -14,7 +14,7 @@ import pstats
 import re
 import statistics
 import timeit
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -55,13 +55,22 @@ def _ns_per_call(app: str, variant: str, number: int) -> float:
         return timeit.Timer(call).timeit(number) / number * 1e9
 
 
+def calls_for(
+    call: Callable[[], object], seconds: float, *, start: int = 100, minimum: int = 1000
+) -> int:
+    """How many calls of `call` take about `seconds`: doubled from `start` until a timing
+    takes 20 ms, then scaled (at least `minimum`; a slow call wants both small)."""
+    timer = timeit.Timer(call)
+    number, elapsed = start, 0.0
+    while elapsed < 0.02:
+        number *= 2
+        elapsed = timer.timeit(number)
+    return max(minimum, int(number * seconds / elapsed))
+
+
 def _calls_for(app: str, variant: str, seconds: float) -> int:
     with driven(app, variant) as call:
-        number, elapsed = 100, 0.0
-        while elapsed < 0.02:
-            number *= 2
-            elapsed = timeit.Timer(call).timeit(number)
-    return max(1000, int(number * seconds / elapsed))
+        return calls_for(call, seconds)
 
 
 def measure(app: str, variant: str, seconds: float, repeats: int) -> InprocessResult:
@@ -81,13 +90,14 @@ def measure(app: str, variant: str, seconds: float, repeats: int) -> InprocessRe
         variant_ns=statistics.median(varied),
         added_ns=statistics.median(added),
         added_ns_spread=(min(added), max(added)),
-        added_ns_iqr=_iqr(added),
+        added_ns_iqr=iqr(added),
         calls_per_timing=number,
         repeats=repeats,
     )
 
 
-def _iqr(values: list[float]) -> float:
+def iqr(values: list[float]) -> float:
+    """The interquartile range of `values`: what a run can resolve (infinite from one)."""
     if len(values) < 2:
         return float("inf")
     q1, _q2, q3 = statistics.quantiles(values, n=4)

@@ -39,6 +39,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
+from .inprocess import calls_for, iqr
 from .otelsdk import environ
 
 START: dict[str, Any] = {
@@ -124,15 +125,6 @@ def _request(fast: bool | None) -> Iterator[Callable[[], None]]:
         yield request
 
 
-def _calls_for(call: Callable[[], None], seconds: float) -> int:
-    timer = timeit.Timer(call)
-    number, elapsed = 100, 0.0
-    while elapsed < 0.02:
-        number *= 2
-        elapsed = timer.timeit(number)
-    return max(1000, int(number * seconds / elapsed))
-
-
 def _ns(fast: bool | None, number: int) -> float:
     with _request(fast) as call:
         return timeit.Timer(call).timeit(number) / number * 1e9
@@ -141,14 +133,14 @@ def _ns(fast: bool | None, number: int) -> float:
 def _added(fast: bool, seconds: float, repeats: int) -> tuple[float, float, float]:
     """(median ns with metrics, median added ns, IQR of the added ns)."""
     with _request(fast) as call:
-        number = _calls_for(call, seconds)
+        number = calls_for(call, seconds)
     base: list[float] = []
     varied: list[float] = []
     for i in range(repeats):
         for which in (None, fast) if i % 2 == 0 else (fast, None):
             (base if which is None else varied).append(_ns(which, number))
     added = [v - b for b, v in zip(base, varied, strict=True)]
-    return statistics.median(varied), statistics.median(added), _iqr(added)
+    return statistics.median(varied), statistics.median(added), iqr(added)
 
 
 def _sdk_record(seconds: float, repeats: int) -> tuple[float, float]:
@@ -162,12 +154,12 @@ def _sdk_record(seconds: float, repeats: int) -> tuple[float, float]:
         def record() -> None:
             histogram.record(0.000105727, RECORDED)
 
-        number = _calls_for(record, seconds)
+        number = calls_for(record, seconds)
         timings = [timeit.Timer(record).timeit(number) / number * 1e9 for _ in range(repeats)]
     finally:
         context.detach(token)
         provider.shutdown()
-    return statistics.median(timings), _iqr(timings)
+    return statistics.median(timings), iqr(timings)
 
 
 def measure_metric_costs(seconds: float, repeats: int) -> list[MetricCost]:
@@ -178,13 +170,6 @@ def measure_metric_costs(seconds: float, repeats: int) -> list[MetricCost]:
         _, added, iqr = _added(fast, seconds, repeats)
         rows.append(MetricCost(label, added, iqr, f"hooks with metrics - {ONLY_SPANS}"))
     return rows
-
-
-def _iqr(values: list[float]) -> float:
-    if len(values) < 2:
-        return float("inf")
-    q1, _q2, q3 = statistics.quantiles(values, n=4)
-    return q3 - q1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from .inprocess import InprocessResult
+from .inprocess import InprocessResult, calls_for, iqr
 from .otelsdk import tracer_provider
 
 # What a server span of `GET /` carries (the attributes hooktel sets on one).
@@ -60,13 +60,9 @@ def measure_sdk_span(seconds: float, repeats: int) -> SpanCost:
             tracer.start_span("GET", kind=SpanKind.SERVER, attributes=ATTRIBUTES).end()
 
         timer = timeit.Timer(one_span)
-        number, elapsed = 100, 0.0
-        while elapsed < 0.02:
-            number *= 2
-            elapsed = timer.timeit(number)
-        number = max(1000, int(number * seconds / elapsed))
+        number = calls_for(one_span, seconds)
         timings = [timer.timeit(number) / number * 1e6 for _ in range(repeats)]
-    return SpanCost(SDK_SPAN, statistics.median(timings), _iqr(timings), "timeit, same provider")
+    return SpanCost(SDK_SPAN, statistics.median(timings), iqr(timings), "timeit, same provider")
 
 
 # (app, variant, label) of the in-process results shown as per-span costs.
@@ -103,10 +99,3 @@ def span_costs(inprocess: Sequence[InprocessResult], sdk: SpanCost | None) -> li
                 )
             )
     return rows
-
-
-def _iqr(values: list[float]) -> float:
-    if len(values) < 2:
-        return float("inf")
-    q1, _q2, q3 = statistics.quantiles(values, n=4)
-    return q3 - q1
