@@ -29,7 +29,7 @@ import httpx
 import pytest
 from packaging.requirements import Requirement
 
-from tests.otel.otlp_receiver import OtlpReceiver
+from tests.otel.otlp_receiver import receiver_thread
 from tests.support.events import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -229,34 +229,31 @@ def _run_zero_code(command: str, doc: str, tmp_path: Path) -> None:
     is still in the batch then is lost; the test waits for the span first.
     """
     _write_files(doc, tmp_path)
-    receiver = OtlpReceiver()
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    env = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.server_address[1]}",
-        "OTEL_BSP_SCHEDULE_DELAY": "50",
-    }
-    served = _Served(command, tmp_path, env)
-    try:
-        parent = f"00-{'1' * 32}-{'2' * 16}-01"
-        response = httpx.get(served.url("/hello/world"), headers={"traceparent": parent})
-        assert response.text == "hello"
-        assert response.headers["traceparent"].startswith(f"00-{'1' * 32}-")
+    with receiver_thread() as receiver:
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.server_address[1]}",
+            "OTEL_BSP_SCHEDULE_DELAY": "50",
+        }
+        served = _Served(command, tmp_path, env)
+        try:
+            parent = f"00-{'1' * 32}-{'2' * 16}-01"
+            response = httpx.get(served.url("/hello/world"), headers={"traceparent": parent})
+            assert response.text == "hello"
+            assert response.headers["traceparent"].startswith(f"00-{'1' * 32}-")
 
-        def spans() -> list[dict[str, Any]]:
-            if "console" in command:
-                found = _console_spans(served.text)
-            else:
-                found = [
-                    {"name": s["name"], "service": s["resource"]["service.name"]}
-                    for s in receiver.spans
-                ]
-            return [s for s in found if s["name"] == "GET /hello/{name}"]
+            def spans() -> list[dict[str, Any]]:
+                if "console" in command:
+                    found = _console_spans(served.text)
+                else:
+                    found = [
+                        {"name": s["name"], "service": s["resource"]["service.name"]}
+                        for s in receiver.spans
+                    ]
+                return [s for s in found if s["name"] == "GET /hello/{name}"]
 
-        [span] = wait_for(spans, f"the span of `{command}`", 30)
-    finally:
-        served.stop()
-        receiver.shutdown()
-        receiver.server_close()
+            [span] = wait_for(spans, f"the span of `{command}`", 30)
+        finally:
+            served.stop()
     if "OTEL_SERVICE_NAME=shop" in command:
         assert span["service"] == "shop"
 

@@ -162,6 +162,18 @@ class OtlpReceiver(ThreadingHTTPServer):
             return fault
 
 
+@contextlib.contextmanager
+def receiver_thread() -> Iterator[OtlpReceiver]:
+    """An `OtlpReceiver` on a free 127.0.0.1 port, served by a thread in this process."""
+    receiver = OtlpReceiver()
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        yield receiver
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real collectors
     server: OtlpReceiver

@@ -7,14 +7,13 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.otel.otlp_receiver import OtlpReceiver
+from tests.otel.otlp_receiver import OtlpReceiver, receiver_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "export.md"
@@ -28,13 +27,8 @@ def _block(language: str, starting: str = "") -> str:
 
 @pytest.fixture
 def receiver() -> Iterator[OtlpReceiver]:
-    running = OtlpReceiver()
-    threading.Thread(target=running.serve_forever, daemon=True).start()
-    try:
+    with receiver_thread() as running:
         yield running
-    finally:
-        running.shutdown()
-        running.server_close()
 
 
 def _env(receiver: OtlpReceiver) -> dict[str, str]:

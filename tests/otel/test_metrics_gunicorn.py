@@ -26,7 +26,7 @@ import httpx
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 
-from tests.otel.otlp_receiver import OtlpReceiver
+from tests.otel.otlp_receiver import OtlpReceiver, receiver_thread
 from tests.otel.test_metrics_docs import gunicorn_snippets
 from tests.support.events import wait_for
 from tests.support.servers import ROOT, ServerSpec, listening_port
@@ -49,14 +49,8 @@ LISTENING = r"Listening at: http://127\.0\.0\.1:(\d+)"
 
 @pytest.fixture
 def receiver() -> Iterator[OtlpReceiver]:
-    import threading
-
-    receiver = OtlpReceiver()
-    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
-    thread.start()
-    yield receiver
-    receiver.shutdown()
-    receiver.server_close()
+    with receiver_thread() as running:
+        yield running
 
 
 def _gunicorn(tmp_path: Path, receiver: OtlpReceiver, preload: bool) -> subprocess.Popen[bytes]:

@@ -9,7 +9,6 @@ decodes the protobuf with `opentelemetry-proto`.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 
 import httpx
@@ -25,7 +24,7 @@ from starlette.routing import Route
 
 from hooktel.otel import HttpInstrumentation
 from tests.otel.inprocess import FAST_PATH_ENV, uvicorn_thread, wait_until
-from tests.otel.otlp_receiver import OtlpReceiver
+from tests.otel.otlp_receiver import OtlpReceiver, receiver_thread
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -49,24 +48,21 @@ def receiver(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[OtlpReceiver, TracerProvider, int]]:
     monkeypatch.setenv(FAST_PATH_ENV, request.param)
-    receiver = OtlpReceiver()
-    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
-    thread.start()
-    provider = TracerProvider(resource=Resource.create({"service.name": "orders"}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=receiver.endpoint)))
-    instrumentation = HttpInstrumentation()
-    instrumentation.uninstrument()  # a singleton: whatever instrumented it before lets go
-    # The receiver is an http.server in this process: leave its own requests untraced.
-    instrumentation.instrument(tracer_provider=provider, excluded_urls="/v1/traces")
-    try:
-        with uvicorn_thread(api) as port:
-            yield receiver, provider, port
-    finally:
-        instrumentation.uninstrument()
-        provider.shutdown()
-        receiver.shutdown()
-        receiver.server_close()
-        assert os.environ[FAST_PATH_ENV] == request.param
+    with receiver_thread() as receiver:
+        provider = TracerProvider(resource=Resource.create({"service.name": "orders"}))
+        exporter = OTLPSpanExporter(endpoint=receiver.endpoint)
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        instrumentation = HttpInstrumentation()
+        instrumentation.uninstrument()  # a singleton: whatever instrumented it before lets go
+        # The receiver is an http.server in this process: leave its own requests untraced.
+        instrumentation.instrument(tracer_provider=provider, excluded_urls="/v1/traces")
+        try:
+            with uvicorn_thread(api) as port:
+                yield receiver, provider, port
+        finally:
+            instrumentation.uninstrument()
+            provider.shutdown()
+            assert os.environ[FAST_PATH_ENV] == request.param
 
 
 def test_spans_arrive_decoded_with_names_ids_and_attributes(

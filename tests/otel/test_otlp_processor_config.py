@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from hooktel.otel import HttpInstrumentation, OTLPSpanProcessor
 from hooktel.otel._otlp_config import ExportConfig
 from hooktel.otel._requestspan import RequestSpan
 from tests.otel.inprocess import uvicorn_thread, wait_until
-from tests.otel.otlp_receiver import OtlpReceiver
+from tests.otel.otlp_receiver import OtlpReceiver, receiver_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = Path(sys.executable).with_name("opentelemetry-instrument")
@@ -46,13 +45,8 @@ def no_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def receiver() -> Iterator[OtlpReceiver]:
-    running = OtlpReceiver()
-    threading.Thread(target=running.serve_forever, daemon=True).start()
-    try:
+    with receiver_thread() as running:
         yield running
-    finally:
-        running.shutdown()
-        running.server_close()
 
 
 # -- configuration ------------------------------------------------------------------------
