@@ -326,48 +326,65 @@ put_array_items(encoder_state *st, Buffer *b, PyObject *value, int depth)
     return PyErr_Occurred() ? -1 : 0;
 }
 
+/* An iterator over `mapping.items()`, as the Python twin iterates a mapping. */
+static PyObject *
+items_iter(encoder_state *st, PyObject *mapping)
+{
+    PyObject *items = PyObject_CallMethodNoArgs(mapping, st->s_items);
+    if (items == NULL) {
+        return NULL;
+    }
+    PyObject *iter = PyObject_GetIter(items);
+    Py_DECREF(items);
+    return iter;
+}
+
+/* The next item of `items_iter`: 1 with `*pair` a new 2-item sequence, 0 at the end, -1 on
+ * an error (a ValueError saying `not_a_pair` when an item is not a pair). */
+static int
+next_pair(PyObject *iter, const char *not_a_pair, PyObject **pair)
+{
+    PyObject *item = PyIter_Next(iter);
+    if (item == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    *pair = PySequence_Fast(item, not_a_pair);
+    Py_DECREF(item);
+    if (*pair == NULL) {
+        return -1;
+    }
+    if (PySequence_Fast_GET_SIZE(*pair) != 2) {
+        Py_CLEAR(*pair);
+        PyErr_SetString(PyExc_ValueError, not_a_pair);
+        return -1;
+    }
+    return 1;
+}
+
 /* Each (str(key), value) of a mapping, as a KeyValue field 1 of the KeyValueList. */
 static int
 put_kvlist_items(encoder_state *st, Buffer *b, PyObject *value, int depth)
 {
-    PyObject *items = PyObject_CallMethodNoArgs(value, st->s_items);
-    if (items == NULL) {
-        return -1;
-    }
-    PyObject *iter = PyObject_GetIter(items);
-    Py_DECREF(items);
+    PyObject *iter = items_iter(st, value);
     if (iter == NULL) {
         return -1;
     }
     PyObject *pair;
-    while ((pair = PyIter_Next(iter)) != NULL) {
-        PyObject *fast = PySequence_Fast(pair, "a mapping's items() must give pairs");
+    int more;
+    while ((more = next_pair(iter, "a mapping's items() must give pairs", &pair)) > 0) {
+        PyObject *key = PyObject_Str(PySequence_Fast_GET_ITEM(pair, 0));
+        int rc = key == NULL ? -1
+                             : put_key_value(st, b, 1, key, PySequence_Fast_GET_ITEM(pair, 1),
+                                             depth + 1);
+        Py_XDECREF(key);
         Py_DECREF(pair);
-        if (fast == NULL) {
-            goto error;
-        }
-        if (PySequence_Fast_GET_SIZE(fast) != 2) {
-            Py_DECREF(fast);
-            PyErr_SetString(PyExc_ValueError, "a mapping's items() must give pairs");
-            goto error;
-        }
-        PyObject *key = PyObject_Str(PySequence_Fast_GET_ITEM(fast, 0));
-        if (key == NULL) {
-            Py_DECREF(fast);
-            goto error;
-        }
-        int rc = put_key_value(st, b, 1, key, PySequence_Fast_GET_ITEM(fast, 1), depth + 1);
-        Py_DECREF(key);
-        Py_DECREF(fast);
         if (rc < 0) {
-            goto error;
+            more = -1;
+            break;
         }
     }
     Py_DECREF(iter);
-    return PyErr_Occurred() ? -1 : 0;
-error:
-    Py_DECREF(iter);
-    return -1;
+    return more;
 }
 
 static int
@@ -638,37 +655,23 @@ put_attributes(encoder_state *st, Buffer *b, uint32_t field, PyObject *attribute
     if (truth <= 0) {
         return truth;
     }
-    PyObject *items = PyObject_CallMethodNoArgs(attributes, st->s_items);
-    if (items == NULL) {
-        return -1;
-    }
-    PyObject *iter = PyObject_GetIter(items);
-    Py_DECREF(items);
+    PyObject *iter = items_iter(st, attributes);
     if (iter == NULL) {
         return -1;
     }
     PyObject *pair;
-    while ((pair = PyIter_Next(iter)) != NULL) {
-        PyObject *fast = PySequence_Fast(pair, "attributes.items() must give pairs");
+    int more;
+    while ((more = next_pair(iter, "attributes.items() must give pairs", &pair)) > 0) {
+        int rc = put_attribute(st, b, field, PySequence_Fast_GET_ITEM(pair, 0),
+                               PySequence_Fast_GET_ITEM(pair, 1), left_out);
         Py_DECREF(pair);
-        if (fast == NULL || PySequence_Fast_GET_SIZE(fast) != 2) {
-            if (fast != NULL) {
-                Py_DECREF(fast);
-                PyErr_SetString(PyExc_ValueError, "attributes.items() must give pairs");
-            }
-            Py_DECREF(iter);
-            return -1;
-        }
-        int rc = put_attribute(st, b, field, PySequence_Fast_GET_ITEM(fast, 0),
-                               PySequence_Fast_GET_ITEM(fast, 1), left_out);
-        Py_DECREF(fast);
         if (rc < 0) {
-            Py_DECREF(iter);
-            return -1;
+            more = -1;
+            break;
         }
     }
     Py_DECREF(iter);
-    return PyErr_Occurred() ? -1 : 0;
+    return more;
 }
 
 /* What ReadableSpan.dropped_* reports: `container.dropped` for the bounded type, else 0. */
