@@ -17,18 +17,18 @@ from setuptools.command.build_ext import build_ext
 
 EXTENSIONS = [
     Extension(
-        "hooktel._core",
+        "hooktel._core.compiled",
         [
-            "src/hooktel/_core.c",
-            "src/hooktel/_core_attributes.c",
-            "src/hooktel/_core_operation.c",
-            "src/hooktel/_core_asgi.c",
-            "src/hooktel/_core_wsgi.c",
+            "src/hooktel/_core/compiled.c",
+            "src/hooktel/_core/request.c",
+            "src/hooktel/_core/operation.c",
+            "src/hooktel/_core/asgi.c",
+            "src/hooktel/_core/wsgi.c",
         ],
-        depends=["src/hooktel/_core.h"],
+        depends=["src/hooktel/_core/core.h"],
     ),
-    Extension("hooktel._aggregate", ["src/hooktel/_aggregate.c"]),
-    Extension("hooktel.otel._encoder", ["src/hooktel/otel/_encoder.c"]),
+    Extension("hooktel.otel.metrics.aggregator", ["src/hooktel/otel/metrics/aggregator.c"]),
+    Extension("hooktel.otel.export.encoder", ["src/hooktel/otel/export/encoder.c"]),
 ]
 
 

@@ -90,7 +90,7 @@ def handover(seconds: float, repeats: int) -> ExportCost:
 
 def request_span(seconds: float, repeats: int, native_processor: bool) -> ExportCost:
     """hooktel's server span, start to end, 10 attributes, through the given processor."""
-    from hooktel.otel._fastpath import FastSpans
+    from hooktel.otel.spans.fastpath import FastSpans
 
     with ExitStack() as stack:
         if native_processor:
@@ -143,8 +143,8 @@ def batch_of(count: int) -> list[ReadableSpan]:
 def encoding(seconds: float, repeats: int) -> list[ExportCost]:
     from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import encode_spans
 
-    from hooktel import _native
-    from hooktel.otel import _encoder_py
+    from hooktel import _core
+    from hooktel.otel.export import encoder_py as _encoder_py
 
     spans = batch_of(BATCH)
     how = f"timeit, one batch of {BATCH} spans"
@@ -155,7 +155,7 @@ def encoding(seconds: float, repeats: int) -> list[ExportCost]:
             lambda: encode_spans(spans).SerializeToString(),
         ),
     ]
-    native = _native.load("hooktel.otel._encoder")
+    native = _core.load("hooktel.otel.export.encoder")
     if native is not None:
         encoders.insert(0, ("encode: native (_encoder.c)", lambda: native.encode_spans(spans)))
     return [ExportCost(what, *_time(call, BATCH, seconds, repeats), how) for what, call in encoders]

@@ -10,7 +10,7 @@ hook runs):
 - `span instrument only`: the hooks with one instrument whose hooks do
   nothing, standing in for the span instrument;
 - `+ metrics, hooktel`: the same plus the metrics instrument
-  (`hooktel.otel._metrics.ServerMetrics`, aggregated by hooktel: the default);
+  (`hooktel.otel.metrics.instrument.ServerMetrics`, aggregated by hooktel: the default);
 - `+ metrics, SDK record()`: the same with `HOOKTEL_OTEL_FAST_PATH=0`, where
   the metrics instrument calls the SDK's `Histogram.record()`;
 - `SDK Histogram.record()`: that call alone, with the six attributes hooktel
@@ -92,8 +92,8 @@ def _noop(*args: object) -> None:
 def _request(fast: bool | None) -> Iterator[Callable[[], None]]:
     """One request's hooks: the stand-in alone (`fast` None) or with the metrics instrument."""
     import hooktel
-    from hooktel._registry import native_hooks
-    from hooktel.otel._metrics import ServerMetrics
+    from hooktel._registry.hooks import native_hooks
+    from hooktel.otel.metrics.instrument import ServerMetrics
 
     with ExitStack() as stack:
         reader = InMemoryMetricReader()

@@ -8,9 +8,8 @@ outside the standard library.
 
 from __future__ import annotations
 
-from . import _native
-from ._instrument import Attributes, Instrument, InstrumentInfo, InstrumentKind
-from ._registry import (
+from . import _core
+from ._registry.hooks import (
     Hooks,
     InstrumentRef,
     attach,
@@ -19,11 +18,12 @@ from ._registry import (
     is_enabled_for,
     native_hooks,
 )
+from ._registry.instrument import Attributes, Instrument, InstrumentInfo, InstrumentKind
 
 __version__ = "0.1.0"
 
-_native.bind()
-NATIVE: bool = _native.core is not None
+_core.bind()
+NATIVE: bool = _core.core is not None
 """True when the compiled hook core runs; False where its pure-Python twin does
 (`HOOKTEL_PURE_PYTHON=1`, or no compiler when hooktel was installed)."""
 

@@ -11,18 +11,17 @@ import types
 from collections.abc import Awaitable, Callable, Generator, MutableMapping
 from typing import Any, TypeVar, cast
 
-from ._http import (
-    CLIENT_DISCONNECTED,
+from ._core import core
+from ._http.operation import CLIENT_DISCONNECTED, HttpOperation
+from ._http.request import (
     EXCEPTION_KEY,
     OPERATION_KEY,
     ROUTE_KEY,
-    HttpOperation,
     begin_http,
     header_pairs,
     omits_body,
 )
-from ._native import core
-from ._registry import HOOKS_BY_KIND, Hooks
+from ._registry.hooks import HOOKS_BY_KIND, Hooks
 from .frameworks import install_notes
 
 Scope = MutableMapping[str, Any]

@@ -4,7 +4,7 @@ Two kinds of patches, both applied when the framework is imported (an import
 hook), so nothing here imports a framework the app does not use:
 
 - **Notes** tell the hook points what only the framework knows, through the
-  scope/environ keys of `hooktel._http`: the matched route template
+  scope/environ keys of `hooktel._http.request`: the matched route template
   (`hooktel.route`) and the exception the framework turned into its own 5xx
   (`hooktel.exception`). They are installed as soon as a hook point module
   (`hooktel.asgi`, `hooktel.wsgi`) is imported, so an app wrapped by hand
@@ -35,7 +35,7 @@ from functools import partial
 from types import ModuleType
 from typing import Any
 
-from ._http import EXCEPTION_KEY, OPERATION_KEY, ROUTE_KEY
+from ._http.request import EXCEPTION_KEY, OPERATION_KEY, ROUTE_KEY
 from ._importhook import Patcher, cancel, when_imported
 
 _log = logging.getLogger("hooktel")

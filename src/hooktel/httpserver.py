@@ -13,10 +13,11 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from ._headers import unfold
-from ._http import CLIENT_DISCONNECTED, HttpOperation, RequestBody, begin_http
-from ._native import core
-from ._registry import HOOKS_BY_KIND, Hooks
+from ._core import core
+from ._http.headers import unfold
+from ._http.operation import CLIENT_DISCONNECTED, HttpOperation, RequestBody
+from ._http.request import begin_http
+from ._registry.hooks import HOOKS_BY_KIND, Hooks
 
 _HTTP = 1  # InstrumentKind.HTTP, as a constant index into HOOKS_BY_KIND
 # The attributes and the lifecycle come from the native core where it runs.

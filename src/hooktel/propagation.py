@@ -14,7 +14,7 @@ where OpenTelemetry's departs from https://www.w3.org/TR/trace-context-2/:
 
 `span_context_from_parent` builds the same parent from the hook layer's
 already-parsed `trace.parent.*` attributes, so both paths share one set of rules:
-`hooktel._traceparent` for `traceparent` and `hooktel._tracestate` for `tracestate`.
+`hooktel._http.traceparent` for `traceparent` and `hooktel._http.tracestate` for `tracestate`.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from opentelemetry.propagators import textmap
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 from opentelemetry.trace.span import format_span_id, format_trace_id
 
-from . import _tracestate
-from ._traceparent import parse_traceparent
+from ._http import tracestate as _tracestate
+from ._http.traceparent import parse_traceparent
 from .otel._sdk import RANDOM_TRACE_ID, trace_state_entries
 
 __all__ = [
@@ -61,7 +61,7 @@ class W3CTraceState(TraceState):
 
     OpenTelemetry validates keys against the Level 1 simple/multi-tenant split,
     so a valid member such as `1abc=x` or `foo@=x` would vanish on the way
-    through. This subclass validates with `hooktel._tracestate` instead and
+    through. This subclass validates with `hooktel._http.tracestate` instead and
     keeps doing so in `add`, `update` and `delete` (the base class would build
     a plain `TraceState` and drop those members again). Everything else, from
     `to_header()` to the exporters, only reads the mapping and works unchanged.

@@ -11,21 +11,20 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from ._headers import HeaderCapture
-from ._http import (
+from ._core import core
+from ._http.headers import HeaderCapture
+from ._http.operation import CLIENT_DISCONNECTED, RequestBody
+from ._http.request import (
     CGI_SCANNED_KEYS,
-    CLIENT_DISCONNECTED,
     EXCEPTION_KEY,
     OPERATION_KEY,
     ROUTE_KEY,
-    RequestBody,
     begin_http,
     decimal,
     header_pairs,
     omits_body,
 )
-from ._native import core
-from ._registry import HOOKS_BY_KIND, Hooks
+from ._registry.hooks import HOOKS_BY_KIND, Hooks
 from .frameworks import install_notes
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]

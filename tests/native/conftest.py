@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 import hooktel
-from hooktel import _registry
+from hooktel._registry import hooks as _registry
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,4 +1,4 @@
-"""The compiled metrics recorder (`hooktel._aggregate.Recorder`) against its Python twin.
+"""The compiled metrics recorder (`aggregator.Recorder`) against its Python twin.
 
 Both record the same measurements, each into its own stream table, under the
 same current spans (none, sampled, not sampled, a span whose context is not the
@@ -22,11 +22,13 @@ from hypothesis import strategies as st
 from opentelemetry import context, trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from hooktel import _native
-from hooktel.otel import _histograms, _sdk, _streamtable
+from hooktel import _core
+from hooktel.otel import _sdk
 from hooktel.otel._sdk import Stream
+from hooktel.otel.metrics import histograms as _histograms
+from hooktel.otel.metrics import streamtable as _streamtable
 
-compiled = _native.load("hooktel._aggregate")
+compiled = _core.load("hooktel.otel.metrics.aggregator")
 NAMES = ("method", "route", "status")
 KEYS = [("GET", "/a", 200), ("GET", "/b", 404), ("POST", None, 500), ("PURGE", "/a", None)]
 

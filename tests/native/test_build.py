@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import hooktel
-from hooktel import _native
+from hooktel import _core
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,8 +26,8 @@ def _native_flag(env: dict[str, str]) -> str:
 
 def test_the_compiled_core_is_active() -> None:
     assert hooktel.NATIVE is True
-    assert _native.core is not None
-    assert Path(_native.core.__file__).suffix == ".so"
+    assert _core.core is not None
+    assert Path(_core.core.__file__).suffix == ".so"
 
 
 @pytest.mark.pure_python
@@ -39,8 +39,8 @@ def test_pure_python_env_selects_the_twins() -> None:
 @pytest.mark.skipif(not os.environ.get("HOOKTEL_EXPECT_SANITIZED"), reason="ASan run only")
 def test_the_sanitized_build_is_loaded() -> None:
     """scripts/asan.sh builds into a copy of src/ first on PYTHONPATH: that copy must run."""
-    assert _native.core is not None
-    assert not Path(_native.core.__file__).is_relative_to(ROOT)
+    assert _core.core is not None
+    assert not Path(_core.core.__file__).is_relative_to(ROOT)
     libraries = Path(f"/proc/{os.getpid()}/maps").read_text()
     assert "libasan" in libraries
 
@@ -83,7 +83,7 @@ def test_install_without_a_compiler_falls_back_with_a_notice(tmp_path: Path) -> 
         if line.strip().startswith("hooktel: C extension")
     ]
     assert len(notices) == 1, install.stdout[-3000:]  # one line, whatever was not built
-    assert "hooktel._core" in notices[0] and "hooktel.otel._encoder" in notices[0]
+    assert "hooktel._core.compiled" in notices[0] and "hooktel.otel.export.encoder" in notices[0]
     assert not list(target.glob("hooktel/**/*.so"))
     run_env = {k: v for k, v in os.environ.items() if k != "HOOKTEL_PURE_PYTHON"}
     run_env["PYTHONPATH"] = str(target)

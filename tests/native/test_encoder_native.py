@@ -34,10 +34,10 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from hooktel import _native
-from hooktel.otel import _encoder_py
+from hooktel import _core
+from hooktel.otel.export import encoder_py as _encoder_py
 
-native = _native.load("hooktel.otel._encoder")
+native = _core.load("hooktel.otel.export.encoder")
 STOCK_LOGGER = "opentelemetry.exporter.otlp.proto.common._internal"
 
 # -- strategies ---------------------------------------------------------------------------

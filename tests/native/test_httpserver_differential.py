@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 
 import hooktel
 import hooktel.httpserver
-from hooktel import _http, _native
+from hooktel import _core
+from hooktel._http import request as _http
 from tests.native.twins import Faults, Witness, outcome_of, witnessing
 
-core = _native.core
+core = _core.core
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 line_text = st.text(st.characters(min_codepoint=0x21, max_codepoint=0xFF), max_size=10)
 
@@ -225,7 +226,7 @@ def test_begin_http_gives_the_same_attributes(
 
 @given(value=st.text(max_size=70) | st.sampled_from([TRACEPARENT, f" \t{TRACEPARENT} "]))
 def test_parse_traceparent_is_the_twin(value: str) -> None:
-    from hooktel._traceparent import parse_traceparent
+    from hooktel._http.traceparent import parse_traceparent
 
     assert core is not None
     parsed = parse_traceparent(value)

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hooktel import _native
-from hooktel._traceparent import format_traceparent_py
+from hooktel import _core
+from hooktel._http.traceparent import format_traceparent_py
 
-core = _native.core
+core = _core.core
 
 
 @given(

@@ -6,13 +6,13 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-from hooktel import _native
-from hooktel.otel._requestspan import untracked_py
+from hooktel import _core
+from hooktel.otel.spans.requestspan import untracked_py
 
 
 def test_untracked_takes_a_container_out_and_returns_it_as_it_is() -> None:
-    assert _native.core is not None
-    untracked = _native.core.untracked
+    assert _core.core is not None
+    untracked = _core.core.untracked
     box: list[Any] = [1]
     assert gc.is_tracked(box)
     assert untracked(box) is box

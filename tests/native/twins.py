@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import hooktel
-from hooktel import _errors
+from hooktel._registry import errors as _errors
 
 LEFT_SET: contextvars.ContextVar[int] = contextvars.ContextVar("twins_left_set")
 

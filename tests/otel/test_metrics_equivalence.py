@@ -45,8 +45,8 @@ from opentelemetry.sdk.metrics.view import (
 
 import hooktel
 from hooktel import __version__
-from hooktel.otel import _histograms
-from hooktel.otel._metrics import DURATION, OPT_IN, ServerMetrics
+from hooktel.otel.metrics import histograms as _histograms
+from hooktel.otel.metrics.instrument import DURATION, OPT_IN, ServerMetrics
 from tests.otel.inprocess import server_spans
 from tests.otel.metrics_support import UNSAMPLED_PARENT, metered, points, run_workload, timestamps
 

@@ -31,7 +31,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import hooktel
-from hooktel.otel._metrics import (
+from hooktel.otel.metrics.instrument import (
     ACTIVE_REQUESTS,
     DURATION,
     DURATION_BUCKETS,

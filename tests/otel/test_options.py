@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hooktel._headers import REDACTED
+from hooktel._http.headers import REDACTED
 from tests.otel.apps.harness import (
     CHILD_SPAN,
     HOOK_ERROR,

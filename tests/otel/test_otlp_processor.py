@@ -217,7 +217,7 @@ def test_pure_python_forces_the_python_encoder_with_the_same_spans(
     with otlp_server("uvicorn", tmp_path, receiver.endpoint, env) as app:
         serve(app, 10)
         stats = app.stats(flush=True)
-    built = importlib.util.find_spec("hooktel.otel._encoder") is not None
+    built = importlib.util.find_spec("hooktel.otel.export.encoder") is not None
     assert stats["native"] is (pure == "0" and built)
     spans = receiver.spans()
     server = [s for s in spans if s["name"] == "GET /work"]

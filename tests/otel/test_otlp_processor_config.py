@@ -27,8 +27,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from hooktel.otel import HttpInstrumentation, OTLPSpanProcessor
-from hooktel.otel._otlp_config import ExportConfig
-from hooktel.otel._requestspan import RequestSpan
+from hooktel.otel.export.config import ExportConfig
+from hooktel.otel.spans.requestspan import RequestSpan
 from tests.otel.inprocess import uvicorn_thread, wait_until
 from tests.otel.otlp_receiver import OtlpReceiver, receiver_thread
 
@@ -134,7 +134,7 @@ def test_a_partial_success_is_read_from_the_response(rejected: int, message: str
         ExportTraceServiceResponse,
     )
 
-    from hooktel.otel._otlp_sender import partial_success
+    from hooktel.otel.export.sender import partial_success
 
     response = ExportTraceServiceResponse()
     response.partial_success.rejected_spans = rejected

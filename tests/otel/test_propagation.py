@@ -38,7 +38,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, Trace
 
 import hooktel
 import hooktel.httpserver
-from hooktel import _tracestate
+from hooktel._http import tracestate as _tracestate
 from hooktel.otel import _sdk
 from hooktel.propagation import (
     TraceContextPropagator,
@@ -695,7 +695,7 @@ def test_otel_propagators_env_selects_it() -> None:
 
 def test_hooktel_and_its_tracestate_rules_import_no_opentelemetry() -> None:
     code = (
-        "import sys, hooktel, hooktel._tracestate\n"
+        "import sys, hooktel, hooktel._http.tracestate\n"
         "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
     )
     assert _run(code) == "[]"

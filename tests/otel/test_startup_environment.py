@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from hooktel._headers import REDACTED
+from hooktel._http.headers import REDACTED
 from tests.otel.support import (
     CONTROL,
     ENV_CAPTURE_REQUEST,

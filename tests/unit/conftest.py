@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 import hooktel
-from hooktel import _errors
+from hooktel._registry import errors as _errors
 
 from .helpers import Recorder
 

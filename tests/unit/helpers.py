@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import hooktel
-from hooktel._http import HttpOperation, begin_http
+from hooktel._http.operation import HttpOperation
+from hooktel._http.request import begin_http
 
 TRACE_ID = "12345678901234567890123456789012"
 SPAN_ID = "1234567890123456"

@@ -16,8 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import hooktel
-from hooktel import Instrument, InstrumentKind, _errors
-from hooktel._errors import RateLimitedLog
+from hooktel import Instrument, InstrumentKind
+from hooktel._registry import errors as _errors
+from hooktel._registry.errors import RateLimitedLog
 
 from .helpers import Recorder
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import hooktel
-from hooktel._headers import (
+from hooktel._http.headers import (
     MAX_HEADER_VALUE,
     MAX_MESSAGE,
     MAX_STACKTRACE,

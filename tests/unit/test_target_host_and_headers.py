@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hooktel._headers import REDACTED, HeaderCapture, is_sensitive, unfold
-from hooktel._http import MAX_HOST
+from hooktel._http.headers import REDACTED, HeaderCapture, is_sensitive, unfold
+from hooktel._http.request import MAX_HOST
 from tests.unit.helpers import Recorder, start
 
 SOCKET = ("10.0.0.1", 8080)

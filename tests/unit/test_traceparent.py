@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from hooktel._traceparent import TraceParent, parse_traceparent
+from hooktel._http.traceparent import TraceParent, parse_traceparent
 
 from .helpers import SPAN_ID, TRACE_ID, TRACEPARENT, Recorder, start
 

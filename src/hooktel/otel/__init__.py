@@ -19,11 +19,11 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 )
 
 from .. import __version__, attach, detach, frameworks, httpserver
-from .._instrument import Instrument, InstrumentKind
-from .._registry import InstrumentRef
+from .._registry.hooks import InstrumentRef
+from .._registry.instrument import Instrument, InstrumentKind
 
 if TYPE_CHECKING:
-    from ._otlp_processor import ExportStats, OTLPSpanProcessor
+    from .export.processor import ExportStats, OTLPSpanProcessor
 
 __all__ = ["ExportStats", "HttpInstrumentation", "OTLPSpanProcessor"]
 
@@ -35,7 +35,7 @@ class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
     """Attaches to the hooktel registry (kind HTTP) and makes one SERVER span per request.
 
     `instrument()` options: `tracer_provider`, `meter_provider` (metrics: see
-    `_metrics`), `opt_in_metrics`, `capture_request_headers`,
+    `metrics.instrument`), `opt_in_metrics`, `capture_request_headers`,
     `capture_response_headers`, `excluded_urls`, `response_propagation`
     (`"traceparent"`, `"traceresponse"`, `"server-timing"` or `None`),
     `request_hook(span, attributes)` and `response_hook(span, attributes)`;
@@ -58,8 +58,8 @@ class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
         # point, loaded while `opentelemetry.propagate` itself imports) needs `._sdk` from
         # this package, and `._spans` imports `opentelemetry.propagate`.
         from ._config import Config
-        from ._metrics import ServerMetrics
-        from ._spans import ServerSpans
+        from .metrics.instrument import ServerMetrics
+        from .spans.server import ServerSpans
 
         config = Config.from_kwargs(kwargs)
         scope = (_NAME, __version__, _SCHEMA_URL)
@@ -100,7 +100,7 @@ def __getattr__(name: str) -> Any:
     """`OTLPSpanProcessor` and `ExportStats`, imported when first asked for: the export
     machinery costs ~15 ms of imports that `HttpInstrumentation` alone does not need."""
     if name in ("ExportStats", "OTLPSpanProcessor"):
-        from . import _otlp_processor
+        from .export import processor as _otlp_processor
 
         return getattr(_otlp_processor, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

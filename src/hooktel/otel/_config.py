@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .._headers import is_token
+from .._http.headers import is_token
 
 ResponsePropagation = Literal["traceparent", "traceresponse", "server-timing"] | None
 SpanHook = Callable[[Any, dict[str, Any]], None]
@@ -32,7 +32,7 @@ _log = logging.getLogger("hooktel")
 OPTIONS = frozenset(
     {
         "tracer_provider",
-        "meter_provider",  # and opt_in_metrics: read by `_metrics`
+        "meter_provider",  # and opt_in_metrics: read by `metrics.instrument`
         "opt_in_metrics",
         "capture_request_headers",
         "capture_response_headers",

@@ -4,7 +4,7 @@ Tested with opentelemetry-api and -sdk from `FLOOR` (the floor pyproject.toml
 declares; `scripts/test.sh` runs tests/otel against it) to `NEWEST` (the pin of
 requirements-dev.txt). Outside that range each accessor degrades rather than
 fails: what a version lacks is looked up once and left out, and the fast
-span path (`_fastpath`) turns itself off for an SDK whose tracer or
+span path (`spans.fastpath`) turns itself off for an SDK whose tracer or
 `ReadableSpan` is not laid out as below, so requests take the ordinary API path.
 
 What 1.28 lacks and the newest SDK has, and how it is met here:
@@ -101,7 +101,7 @@ def is_default_sampler(sampler: Any) -> bool:
     """True for the SDK's default sampler, `ParentBased(ALWAYS_ON)` with its own delegates.
 
     Its decision depends on the parent alone (sample a root, follow a valid parent's
-    sampled flag; keep the parent's trace state), so `_fastpath` takes it without the
+    sampled flag; keep the parent's trace state), so `spans.fastpath` takes it without the
     call. Any other sampler, a `ParentBased` with other delegates included, is called.
     """
     on, off = sdk_sampling.ALWAYS_ON, sdk_sampling.ALWAYS_OFF
@@ -152,7 +152,7 @@ def random_bits(tracer: sdk_trace.Tracer) -> Callable[[int], int] | None:
     (which draws each id with it, and draws again for the all-zero id) and `SpanContext`
     is the tuple above; else None.
 
-    `_fastpath` then draws the ids itself, and makes the span context of ids valid by
+    `spans.fastpath` then draws the ids itself, and makes the span context of ids valid by
     construction as that tuple, without the constructor checking them again (~180 ns).
     """
     import random
@@ -260,7 +260,7 @@ def restore_context(token: object, span: trace.Span) -> None:
 
 
 # =====================================================================================
-# Metrics (issue 9; used by `_metrics`, `_histograms`, `_streamtable`): histograms
+# Metrics (issue 9; used by `metrics.instrument`, `histograms`, `streamtable`): histograms
 # aggregated by hooktel and handed to the SDK when it collects.
 #
 # The SDK keeps, per metric reader, one `MetricReaderStorage`; in it, per instrument,

@@ -20,7 +20,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from hooktel.otel import HttpInstrumentation, OTLPSpanProcessor
-from hooktel.otel._export_thread import ENCODER_NATIVE
+from hooktel.otel.export.thread import ENCODER_NATIVE
 
 provider = TracerProvider(resource=Resource.create({"service.name": "otlp-app"}))
 processor = OTLPSpanProcessor()

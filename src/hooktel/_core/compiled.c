@@ -1,0 +1,431 @@
+/* hooktel._core: the native hook core.
+ *
+ * The compiled twin of hooktel's Python hook layer (see _core.h for its files). The
+ * Python modules are the specification: every type and function here has a Python
+ * twin it is tested against (tests/native/), and HOOKTEL_PURE_PYTHON=1 runs the twin
+ * instead. What the core needs from the Python side (the registry's list of hooks,
+ * the error reporter, the size caps) it is given once, by configure(), so that each
+ * value has one source of truth.
+ */
+#include "core.h"
+#include <time.h>
+
+CoreState *
+core_state_of_type(PyTypeObject *type)
+{
+    /* A subclass (of the middlewares) finds the module through its base. */
+    static PyModuleDef *def = NULL;
+    extern struct PyModuleDef core_module;
+    def = &core_module;
+    PyObject *module = PyType_GetModuleByDef(type, def);
+    return module == NULL ? NULL : PyModule_GetState(module);
+}
+
+int64_t
+monotonic_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+int64_t
+wall_clock_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+static void
+snapshot_clear(Snapshot *snapshot)
+{
+    Py_CLEAR(snapshot->hooks);
+    Py_CLEAR(snapshot->start_hooks);
+    Py_CLEAR(snapshot->end_hooks);
+    Py_CLEAR(snapshot->error_hooks);
+    Py_CLEAR(snapshot->inject_hooks);
+    Py_CLEAR(snapshot->request_capture);
+    Py_CLEAR(snapshot->response_capture);
+    Py_CLEAR(snapshot->generate_id);
+}
+
+/* The fields of `hooks`: read once per Hooks object (attach and detach make a new one).
+ * Borrowed: valid until Python code runs, so callers take references of what they keep. */
+Snapshot *
+snapshot_of(CoreState *state, PyObject *hooks)
+{
+    if (state->snapshot.hooks == hooks) {
+        return &state->snapshot;
+    }
+    Snapshot fresh = {Py_NewRef(hooks)};
+    fresh.start_hooks = PyObject_GetAttr(hooks, state->s_start_hooks);
+    fresh.end_hooks = fresh.start_hooks ? PyObject_GetAttr(hooks, state->s_end_hooks) : NULL;
+    fresh.error_hooks = fresh.end_hooks ? PyObject_GetAttr(hooks, state->s_error_hooks) : NULL;
+    fresh.inject_hooks = fresh.error_hooks ? PyObject_GetAttr(hooks, state->s_inject_hooks) : NULL;
+    fresh.request_capture =
+        fresh.inject_hooks ? PyObject_GetAttr(hooks, state->s_request_capture) : NULL;
+    fresh.response_capture =
+        fresh.request_capture ? PyObject_GetAttr(hooks, state->s_response_capture) : NULL;
+    fresh.generate_id = fresh.response_capture ? PyObject_GetAttr(hooks, state->s_generate_id) : NULL;
+    if (fresh.generate_id == NULL || !PyTuple_Check(fresh.start_hooks) ||
+        !PyTuple_Check(fresh.end_hooks) || !PyTuple_Check(fresh.error_hooks) ||
+        !PyTuple_Check(fresh.inject_hooks)) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "Hooks: the *_hooks fields must be tuples");
+        }
+        snapshot_clear(&fresh);
+        return NULL;
+    }
+    Snapshot old = state->snapshot;
+    state->snapshot = fresh;
+    snapshot_clear(&old); /* may run Python code (a finalizer): after the swap */
+    return &state->snapshot;
+}
+
+PyObject *
+optional_attr(PyObject *obj, PyObject *name)
+{
+    PyObject *value;
+#if PY_VERSION_HEX >= 0x030D0000
+    if (PyObject_GetOptionalAttr(obj, name, &value) < 0) {
+#else
+    if (_PyObject_LookupAttr(obj, name, &value) < 0) {
+#endif
+        return NULL;
+    }
+    return value;
+}
+
+PyObject *
+text_join(PyObject *const *parts, Py_ssize_t count)
+{
+    Py_ssize_t length = 0;
+    Py_UCS4 widest = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        length += PyUnicode_GET_LENGTH(parts[i]);
+        Py_UCS4 max = PyUnicode_MAX_CHAR_VALUE(parts[i]);
+        widest = max > widest ? max : widest;
+    }
+    PyObject *text = PyUnicode_New(length, widest);
+    if (text == NULL) {
+        return NULL;
+    }
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t part = PyUnicode_GET_LENGTH(parts[i]);
+        if (PyUnicode_CopyCharacters(text, at, parts[i], 0, part) < 0) {
+            Py_DECREF(text);
+            return NULL;
+        }
+        at += part;
+    }
+    return text;
+}
+
+PyObject *
+new_presized_dict(Py_ssize_t size)
+{
+    return _PyDict_NewPresized(size); /* no resizing while the attributes go in */
+}
+
+/* ---------------------------------------------------------------- small twins */
+
+static const char HEX[] = "0123456789abcdef";
+
+static int
+write_hex(char *out, PyObject *number, Py_ssize_t nbytes)
+{
+    unsigned char raw[16];
+    /* Big-endian, unsigned: OverflowError for a negative or too large id, as int.to_bytes. */
+#if PY_VERSION_HEX >= 0x030D0000
+    if (_PyLong_AsByteArray((PyLongObject *)number, raw, (size_t)nbytes, 0, 0, 1) < 0) {
+#else
+    if (_PyLong_AsByteArray((PyLongObject *)number, raw, (size_t)nbytes, 0, 0) < 0) {
+#endif
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nbytes; i++) {
+        out[2 * i] = HEX[raw[i] >> 4];
+        out[2 * i + 1] = HEX[raw[i] & 0xf];
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(format_traceparent_doc,
+"format_traceparent(trace_id, span_id, trace_flags) -> str\n\n"
+"A version 00 traceparent value (twin of hooktel._traceparent.format_traceparent).");
+
+static PyObject *
+format_traceparent(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "format_traceparent() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (!PyLong_Check(args[i])) {
+            PyErr_SetString(PyExc_TypeError, "format_traceparent() takes int arguments");
+            return NULL;
+        }
+    }
+    long flags = PyLong_AsLong(args[2]);
+    if (flags == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (flags < 0 || flags > 255) {
+        PyErr_SetString(PyExc_OverflowError, "trace_flags must be 0-255");
+        return NULL;
+    }
+    char out[55] = "00-";
+    if (write_hex(out + 3, args[0], 16) < 0 || write_hex(out + 36, args[1], 8) < 0) {
+        return NULL;
+    }
+    out[35] = out[52] = '-';
+    out[53] = HEX[flags >> 4];
+    out[54] = HEX[flags & 0xf];
+    return PyUnicode_FromStringAndSize(out, 55);
+}
+
+PyDoc_STRVAR(without_keys_doc,
+"without_keys(mapping, skip) -> dict\n\n"
+"A new dict of the items of `mapping` (a dict) whose keys are not in `skip` (a set):\n"
+"the twin of `{k: v for k, v in mapping.items() if k not in skip}`.");
+
+static PyObject *
+without_keys(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyDict_Check(args[0]) || !PyAnySet_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "without_keys(mapping: dict, skip: set)");
+        return NULL;
+    }
+    PyObject *result = _PyDict_NewPresized(PyDict_GET_SIZE(args[0]));
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    while (result != NULL && PyDict_Next(args[0], &position, &key, &value)) {
+        int skipped = PySet_Contains(args[1], key);
+        if (skipped < 0 || (!skipped && PyDict_SetItem(result, key, value) < 0)) {
+            Py_CLEAR(result);
+        }
+    }
+    return result;
+}
+
+PyDoc_STRVAR(untracked_doc,
+"untracked(obj) -> obj\n\n"
+"`obj`, taken out of the garbage collector's care. For objects that cannot be part of a\n"
+"reference cycle (a finished span and its span context: they refer to values, never back),\n"
+"which wait in an export queue long enough to survive young collections and be traversed\n"
+"again by every older one. Reference counting still frees them. The Python twin can only\n"
+"return `obj`.");
+
+static PyObject *
+untracked(PyObject *module, PyObject *obj)
+{
+    if (PyObject_IS_GC(obj) && PyObject_GC_IsTracked(obj)) {
+        PyObject_GC_UnTrack(obj);
+    }
+    return Py_NewRef(obj);
+}
+
+/* ---------------------------------------------------------------- configuration */
+
+static int
+size_option(PyObject *options, const char *name, Py_ssize_t *value)
+{
+    PyObject *given = PyDict_GetItemString(options, name); /* borrowed */
+    if (given == NULL) {
+        PyErr_Format(PyExc_KeyError, "configure(): %s missing", name);
+        return -1;
+    }
+    *value = PyLong_AsSsize_t(given);
+    return *value == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int
+object_option(PyObject *options, const char *name, PyObject **slot)
+{
+    PyObject *given = PyDict_GetItemString(options, name); /* borrowed */
+    if (given == NULL) {
+        PyErr_Format(PyExc_KeyError, "configure(): %s missing", name);
+        return -1;
+    }
+    Py_XSETREF(*slot, Py_NewRef(given));
+    return 0;
+}
+
+PyDoc_STRVAR(configure_doc,
+"configure(**options)\n\n"
+"What the core takes from the Python twin, once, at import (hooktel._core.bind).");
+
+static PyObject *
+configure(PyObject *module, PyObject *args, PyObject *options)
+{
+    CoreState *state = PyModule_GetState(module);
+    if (PyTuple_GET_SIZE(args) != 0 || options == NULL) {
+        PyErr_SetString(PyExc_TypeError, "configure() takes keyword arguments only");
+        return NULL;
+    }
+    if (object_option(options, "hooks_by_kind", &state->hooks_by_kind) < 0 ||
+        object_option(options, "report_hook_error", &state->report_hook_error) < 0 ||
+        object_option(options, "format_exception", &state->format_exception) < 0 ||
+        object_option(options, "known_methods", &state->known_methods) < 0 ||
+        object_option(options, "header_pairs", &state->header_pairs) < 0 ||
+        object_option(options, "merge_injected", &state->merge_injected) < 0 ||
+        object_option(options, "framing_headers", &state->framing_headers) < 0 ||
+        size_option(options, "max_injected_headers", &state->max_injected_headers) < 0 ||
+        object_option(options, "cgi_scanned_keys", &state->cgi_scanned_keys) < 0 ||
+        object_option(options, "redacted", &state->redacted) < 0 ||
+        size_option(options, "max_header_value", &state->max_header_value) < 0 ||
+        size_option(options, "max_url", &state->max_url) < 0 ||
+        size_option(options, "max_message", &state->max_message) < 0 ||
+        size_option(options, "max_stacktrace", &state->max_stacktrace) < 0 ||
+        size_option(options, "max_host", &state->max_host) < 0 ||
+        size_option(options, "max_tracestate", &state->max_tracestate) < 0) {
+        return NULL;
+    }
+    if (!PyList_Check(state->hooks_by_kind) || PyList_GET_SIZE(state->hooks_by_kind) <= HTTP_KIND ||
+        !PyAnySet_Check(state->known_methods) || !PyAnySet_Check(state->framing_headers) ||
+        !PyTuple_Check(state->cgi_scanned_keys)) {
+        PyErr_SetString(PyExc_TypeError, "configure(): unexpected types");
+        Py_CLEAR(state->hooks_by_kind);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(mark_coroutine_call_doc,
+"mark_coroutine_call(cls, function)\n\n"
+"Put the `async def` `function` in `cls.__dict__['__call__']` without touching the C\n"
+"call slot: servers (uvicorn, hypercorn) tell an ASGI 3 app by `__call__` being a\n"
+"coroutine function, while calls keep going to the compiled implementation.");
+
+static PyObject *
+mark_coroutine_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyFunction_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "mark_coroutine_call(cls, function)");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)args[0];
+    if (PyDict_SetItemString(type->tp_dict, "__call__", args[1]) < 0) {
+        return NULL;
+    }
+    PyType_Modified(type);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef core_methods[] = {
+    {"format_traceparent", (PyCFunction)(void (*)(void))format_traceparent, METH_FASTCALL,
+     format_traceparent_doc},
+    {"without_keys", (PyCFunction)(void (*)(void))without_keys, METH_FASTCALL,
+     without_keys_doc},
+    {"untracked", (PyCFunction)untracked, METH_O, untracked_doc},
+    {"parse_traceparent", (PyCFunction)core_parse_traceparent, METH_O,
+     "The (trace_id, span_id, trace_flags) of a traceparent value, or None."},
+    {"begin_http", (PyCFunction)(void (*)(void))core_begin_http, METH_FASTCALL | METH_KEYWORDS,
+     "Start an operation: build the start attributes and notify the instruments."},
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
+     configure_doc},
+    {"mark_coroutine_call", (PyCFunction)(void (*)(void))mark_coroutine_call, METH_FASTCALL,
+     mark_coroutine_call_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+/* ---------------------------------------------------------------- module state */
+
+static int
+add_type(PyObject *module, PyType_Spec *spec, PyTypeObject **slot, const char *name)
+{
+    *slot = (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, NULL);
+    if (*slot == NULL) {
+        return -1;
+    }
+    return name == NULL ? 0 : PyModule_AddObjectRef(module, name, (PyObject *)*slot);
+}
+
+static int
+core_exec(PyObject *module)
+{
+    CoreState *state = PyModule_GetState(module);
+    init_char_classes();
+#define MAKE_STRING(name, text)                                                \
+    if ((state->name = PyUnicode_InternFromString(text)) == NULL) {            \
+        return -1;                                                             \
+    }
+    CORE_STRINGS(MAKE_STRING)
+#undef MAKE_STRING
+    if (add_type(module, &operation_spec, &state->operation_type, "HttpOperation") < 0 ||
+        add_type(module, &request_body_spec, &state->request_body_type, "RequestBody") < 0 ||
+        add_type(module, &asgi_middleware_spec, &state->asgi_middleware_type, "AsgiMiddleware") < 0 ||
+        add_type(module, &asgi_request_spec, &state->asgi_request_type, NULL) < 0 ||
+        add_type(module, &step_spec, &state->step_type, NULL) < 0 ||
+        add_type(module, &wsgi_middleware_spec, &state->wsgi_middleware_type, "WsgiMiddleware") < 0 ||
+        add_type(module, &wsgi_request_spec, &state->wsgi_request_type, NULL) < 0 ||
+        add_type(module, &wsgi_response_spec, &state->wsgi_response_type, NULL) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+#define STATE_OBJECTS(X)                                                       \
+    X(operation_type) X(request_body_type) X(asgi_middleware_type)             \
+    X(asgi_request_type) X(step_type) X(wsgi_middleware_type)                  \
+    X(wsgi_request_type) X(wsgi_response_type) X(hooks_by_kind)                \
+    X(report_hook_error) X(format_exception) X(known_methods) X(header_pairs)  \
+    X(merge_injected) X(framing_headers) X(cgi_scanned_keys) X(redacted) X(snapshot.hooks)        \
+    X(snapshot.start_hooks) X(snapshot.end_hooks) X(snapshot.error_hooks)      \
+    X(snapshot.inject_hooks) X(snapshot.request_capture)                       \
+    X(snapshot.response_capture) X(snapshot.generate_id)
+
+static int
+core_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    CoreState *state = PyModule_GetState(module);
+#define VISIT(name) Py_VISIT(state->name);
+    STATE_OBJECTS(VISIT)
+#undef VISIT
+    return 0;
+}
+
+static int
+core_clear(PyObject *module)
+{
+    CoreState *state = PyModule_GetState(module);
+#define CLEAR(name) Py_CLEAR(state->name);
+    STATE_OBJECTS(CLEAR)
+#undef CLEAR
+#define CLEAR_STRING(name, text) Py_CLEAR(state->name);
+    CORE_STRINGS(CLEAR_STRING)
+#undef CLEAR_STRING
+    return 0;
+}
+
+static void
+core_free(void *module)
+{
+    core_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot core_slots[] = {
+    {Py_mod_exec, core_exec},
+    {0, NULL},
+};
+
+struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "hooktel._core.compiled",
+    .m_doc = "The native hook core: compiled twins of hooktel's Python hook layer.",
+    .m_size = sizeof(CoreState),
+    .m_methods = core_methods,
+    .m_slots = core_slots,
+    .m_traverse = core_traverse,
+    .m_clear = core_clear,
+    .m_free = core_free,
+};
+
+PyMODINIT_FUNC
+PyInit_compiled(void)
+{
+    return PyModuleDef_Init(&core_module);
+}
