@@ -21,7 +21,7 @@ from ._http.request import (
     header_pairs,
     omits_body,
 )
-from ._registry.hooks import HOOKS_BY_KIND, Hooks
+from ._registry.hooks import HOOKS_BY_KIND, HTTP_KIND, Hooks
 from .frameworks import install_notes
 
 Scope = MutableMapping[str, Any]
@@ -31,7 +31,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 T = TypeVar("T")
 
-_HTTP = 1  # InstrumentKind.HTTP, as a constant index into HOOKS_BY_KIND
 
 install_notes()  # frameworks tell the route and the exceptions they answer through the scope
 
@@ -43,7 +42,7 @@ class TelemetryMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        hooks = HOOKS_BY_KIND[_HTTP]
+        hooks = HOOKS_BY_KIND[HTTP_KIND]
         if hooks is None or scope["type"] != "http" or OPERATION_KEY in scope:
             await self.app(scope, receive, send)
             return

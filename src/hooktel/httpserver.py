@@ -17,9 +17,8 @@ from ._core import core
 from ._http.headers import unfold
 from ._http.operation import CLIENT_DISCONNECTED, HttpOperation, RequestBody
 from ._http.request import begin_http
-from ._registry.hooks import HOOKS_BY_KIND, Hooks
+from ._registry.hooks import HOOKS_BY_KIND, HTTP_KIND, Hooks
 
-_HTTP = 1  # InstrumentKind.HTTP, as a constant index into HOOKS_BY_KIND
 # The attributes and the lifecycle come from the native core where it runs.
 _begin_http = begin_http if core is None else core.begin_http
 _original: Callable[[BaseHTTPRequestHandler], None] | None = None
@@ -43,7 +42,7 @@ def uninstrument() -> None:
 
 def _handle_one_request(handler: BaseHTTPRequestHandler) -> None:
     original = _original or type(handler).handle_one_request
-    hooks = HOOKS_BY_KIND[_HTTP]
+    hooks = HOOKS_BY_KIND[HTTP_KIND]
     if hooks is None:
         original(handler)
     else:

@@ -24,7 +24,7 @@ from ._http.request import (
     header_pairs,
     omits_body,
 )
-from ._registry.hooks import HOOKS_BY_KIND, Hooks
+from ._registry.hooks import HOOKS_BY_KIND, HTTP_KIND, Hooks
 from .frameworks import install_notes
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -33,7 +33,6 @@ Write = Callable[[bytes], object]
 StartResponse = Callable[..., Write]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
-_HTTP = 1  # InstrumentKind.HTTP, as a constant index into HOOKS_BY_KIND
 
 install_notes()  # frameworks tell the route and the exceptions they answer through the environ
 
@@ -45,7 +44,7 @@ class TelemetryMiddleware:
         self.app = app
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        hooks = HOOKS_BY_KIND[_HTTP]
+        hooks = HOOKS_BY_KIND[HTTP_KIND]
         if hooks is None or OPERATION_KEY in environ:
             return self.app(environ, start_response)
         return _Request(hooks, environ, start_response).run(self.app)

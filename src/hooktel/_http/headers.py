@@ -11,6 +11,9 @@ MAX_URL = 64 * 1024
 MAX_MESSAGE = 4 * 1024
 MAX_STACKTRACE = 16 * 1024
 REDACTED = "REDACTED"
+REQUEST_HEADER_PREFIX = "http.request.header."
+"""Captured request headers are attributes named this plus the lowercase header name."""
+RESPONSE_HEADER_PREFIX = "http.response.header."
 T = TypeVar("T")
 
 # RFC 9110 section 5.6.2: token = 1*tchar

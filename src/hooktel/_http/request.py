@@ -22,7 +22,13 @@ from .headers import (
     str_and_bytes,
 )
 from .operation import HttpOperation
-from .traceparent import parse_traceparent
+from .traceparent import (
+    PARENT_SPAN_ID,
+    PARENT_TRACE_FLAGS,
+    PARENT_TRACE_ID,
+    PARENT_TRACE_STATE,
+    parse_traceparent,
+)
 
 KNOWN_METHODS = frozenset(
     {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"}
@@ -191,14 +197,14 @@ def _scan_headers(
 def _add_parent(attrs: Attributes, traceparent: str, tracestates: list[str] | None) -> None:
     parent = parse_traceparent(traceparent)
     if parent is not None:
-        attrs["trace.parent.trace_id"] = parent.trace_id
-        attrs["trace.parent.span_id"] = parent.span_id
-        attrs["trace.parent.trace_flags"] = parent.trace_flags
+        attrs[PARENT_TRACE_ID] = parent.trace_id
+        attrs[PARENT_SPAN_ID] = parent.span_id
+        attrs[PARENT_TRACE_FLAGS] = parent.trace_flags
         # Several lines are one list, in order (W3C Trace Context 3.3.1.1). Never cut
         # inside a member: a longer state than any valid one (32 members) is left out.
         trace_state = ",".join(tracestates) if tracestates else ""
         if trace_state and len(trace_state) <= MAX_TRACESTATE:
-            attrs["trace.parent.trace_state"] = trace_state
+            attrs[PARENT_TRACE_STATE] = trace_state
 
 
 def _split_host(host: str, scheme: str) -> tuple[str, int] | None:

@@ -12,6 +12,13 @@ from typing import NamedTuple
 from .._core import core
 
 _FIELDS = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+# The start attributes that carry the caller's W3C trace context (see `request.begin_http`).
+PARENT_TRACE_ID = "trace.parent.trace_id"
+PARENT_SPAN_ID = "trace.parent.span_id"
+PARENT_TRACE_FLAGS = "trace.parent.trace_flags"
+PARENT_TRACE_STATE = "trace.parent.trace_state"
+PARENT_KEYS = (PARENT_TRACE_ID, PARENT_SPAN_ID, PARENT_TRACE_FLAGS, PARENT_TRACE_STATE)
+
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 _V00_LENGTH = 55

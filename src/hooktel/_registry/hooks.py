@@ -15,7 +15,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .._http.headers import MAX_HEADER_VALUE, HeaderCapture, is_token
+from .._http.headers import (
+    MAX_HEADER_VALUE,
+    REQUEST_HEADER_PREFIX,
+    RESPONSE_HEADER_PREFIX,
+    HeaderCapture,
+    is_token,
+)
 from .errors import report_hook_error
 from .instrument import (
     Attributes,
@@ -56,6 +62,8 @@ _BAD_VALUE = re.compile("[\u0100-\U0010ffff]")  # not latin-1
 # One slot per kind; `None` when nothing of that kind is attached. Server hook
 # points index this list directly: it is the one check they pay per request.
 HOOKS_BY_KIND: list[Hooks | None] = [None] * len(InstrumentKind)
+HTTP_KIND = int(InstrumentKind.HTTP)
+"""`InstrumentKind.HTTP` as a plain int: the hook points' index into `HOOKS_BY_KIND`."""
 
 _lock = threading.Lock()
 _attached: dict[int, _Attached] = {}  # insertion order is registration order
@@ -130,12 +138,12 @@ class Hooks:
         self.capture_response_headers = _union(i.capture_response_headers for i in instruments)
         # None when empty, so the per-request check is a plain truth test.
         self.request_capture = (
-            HeaderCapture("http.request.header.", self.capture_request_headers)
+            HeaderCapture(REQUEST_HEADER_PREFIX, self.capture_request_headers)
             if self.capture_request_headers
             else None
         )
         self.response_capture = (
-            HeaderCapture("http.response.header.", self.capture_response_headers)
+            HeaderCapture(RESPONSE_HEADER_PREFIX, self.capture_response_headers)
             if self.capture_response_headers
             else None
         )
