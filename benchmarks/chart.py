@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .load import LoadSummary
+from .results import LoadSummary
 from .variants import BASELINE, VARIANTS
 
 # Colours per variant, stable across charts: hooktel in blues, peers in warm colours,
@@ -15,9 +15,7 @@ COLOURS = {
     "hooktel-idle": "#c6dbef",
     "hooktel-noop": "#9ecae1",
     "hooktel-otel": "#2171b5",
-    "hooktel-otel-api": "#6baed6",
     "hooktel-otlp": "#08306b",
-    "otel-contrib-nosdk": "#fdd0a2",
     "otel-contrib": "#e6550d",
     "starlette-otel": "#756bb1",
     "sdk-floor": "#bdbdbd",
@@ -86,7 +84,7 @@ def draw(
     axes.text(
         0.995,
         0.99,
-        "black tick: issue-5 target; hatched: reference, not an instrumentation",
+        "black tick: target; hatched: reference, not an instrumentation",
         transform=axes.transAxes,
         fontsize=7,
         ha="right",

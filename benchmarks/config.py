@@ -19,10 +19,10 @@ CHART = ROOT / "docs" / "benchmarks.png"
 
 # (app, variant) pairs of the memory and profile steps, for the apps a run serves.
 MEMORY_PLAN = (
-    ("raw-asgi", "hooktel-noop"),  # issue 3
+    ("raw-asgi", "hooktel-noop"),  # the hook points
     ("raw-wsgi", "hooktel-noop"),
     ("http-hello", "hooktel-noop"),
-    ("starlette", HOOKTEL_OTEL),  # issue 5: traced requests, spans through the SDK
+    ("starlette", HOOKTEL_OTEL),  # traced requests, spans through the SDK
     ("raw-asgi", HOOKTEL_OTEL),
 )
 PROFILE_PLAN = (

@@ -12,13 +12,13 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from .receiver import Receiver
+from .results import LoadRun, LoadSummary, OtlpCheck, WrkResult
 from .servers import Server, ServerError, running
 from .variants import BASELINE, VARIANTS, Variant
-from .wrk import WrkError, WrkResult, run_wrk
+from .wrk import WrkError, run_wrk
 
 
 @dataclass(frozen=True)
@@ -29,52 +29,6 @@ class LoadSettings:
     threads: int
     connections: int
     parallel: int = 1  # server runs at a time: more than one only where nothing is measured
-
-
-@dataclass(frozen=True)
-class OtlpCheck:
-    """What the receiver got from one server run, against what wrk was served."""
-
-    served: int  # wrk's completed requests, warm-up included, plus the readiness probe
-    received: int  # spans the receiver counted from this server, after it stopped
-    receiver_cpu_us: float  # the receiver's CPU per measured request
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class LoadRun:
-    round: int
-    server: str
-    variant: str
-    result: WrkResult | None  # None when the server or wrk failed
-    server_cpu_us: float = 0.0  # server CPU time per request, user + system
-    error: str | None = None
-    otlp: OtlpCheck | None = None  # variants that export to the receiver
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["result"] = self.result.as_dict() if self.result else None
-        return data
-
-
-@dataclass(frozen=True)
-class LoadSummary:
-    server: str
-    variant: str
-    ratio: float | None  # median over rounds of throughput / bare throughput, same round
-    ratios: list[float]
-    requests_per_sec: float
-    p50_us: float
-    p99_us: float
-    server_cpu_us: float  # median server CPU per request
-    cpu_ratio: float | None  # median over rounds of bare CPU / variant CPU per request
-    rounds_ok: int
-    rounds: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def plan(servers: Sequence[Server], variants: Sequence[Variant]) -> dict[str, list[str]]:

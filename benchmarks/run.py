@@ -28,23 +28,27 @@ from . import chart, machine, report
 from .apps import APPS
 from .config import MEMORY_PLAN, PROFILE_PLAN, Config, Mode, configure, parse_args
 from .ddagent import standing_in
-from .exportcost import ExportCost, measure_export_costs
-from .inprocess import (
-    InprocessResult,
-    ProfileFile,
-    by_file,
-    check_reporting,
-    measure,
-    profile,
-)
-from .load import LoadRun, LoadSummary, plan, run_load, summarize
-from .memory import MemoryResult, measure_memory, measure_processor_memory
-from .metriccost import MetricCost, measure_metric_costs
+from .exportcost import measure_export_costs
+from .inprocess import by_file, check_reporting, measure, profile
+from .load import plan, run_load, summarize
+from .memory import measure_memory, measure_processor_memory
+from .metriccost import measure_metric_costs
 from .receiver import Receiver, receiving
+from .results import (
+    ExportCost,
+    InprocessResult,
+    LoadRun,
+    LoadSummary,
+    MemoryResult,
+    MetricCost,
+    ProfileFile,
+    SpanCost,
+    SpanCountResult,
+)
 from .servers import stop_all
 from .source import git_state, snapshot_hooktel
-from .spancost import SpanCost, measure_sdk_span, span_costs
-from .spancount import SpanCountResult, count_spans
+from .spancost import measure_sdk_span, span_costs
+from .spancount import count_spans
 from .targets import RATIO_TARGETS, evaluate
 from .variants import (
     BASELINE,
@@ -214,12 +218,12 @@ def run_profile(config: Config, out: Outcome) -> None:
         if app not in config.apps:
             continue
         lines = profile(app, variant, config.mode.profile_requests)
-        out.data["profile"][f"{app}/{variant}"] = [asdict(line) for line in lines[:40]]
+        out.data["profile"][f"{app}/{variant}"] = [line.as_dict() for line in lines[:40]]
         title = f"Profile, {app} with {variant} (cProfile, top own time)"
         out.add(title, report.profile_table, lines[:15])
         files.extend((f"{app} {variant}", f) for f in by_file(lines)[:8])
     if files:
-        out.data["profile_files"] = [(path, asdict(f)) for path, f in files]
+        out.data["profile_files"] = [(path, f.as_dict()) for path, f in files]
         out.add("Profile by file (own time)", report.profile_files_table, files)
 
 
