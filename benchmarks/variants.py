@@ -197,7 +197,7 @@ def _hooktel_otlp_native(kind: str) -> Apply:
 
 
 def _ddtrace() -> None:
-    """Datadog's ddtrace for a Starlette app, to the stand-in agent (`ddagent`).
+    """Datadog's ddtrace for a Starlette app, to the stand-in agent (`receiver --datadog`).
 
     As its documentation sets it up: `patch(starlette=True)` before the app
     is made (it patches `Starlette.__init__` and `Route.__init__`), no telemetry,
@@ -275,6 +275,18 @@ def _starlette_own(app: Any, stack: ExitStack) -> Any:
 
     app.add_middleware(OpenTelemetryMiddleware, tracer_provider=tracer_provider(stack))
     return app
+
+
+def label(variant: str, source: str) -> str:
+    """A load run's name: the variant's, with the hooktel snapshot it ran on when a run
+    compares several (`--source`)."""
+    return f"{variant}@{source}" if source else variant
+
+
+def unlabel(name: str) -> tuple[str, str]:
+    """The variant and the snapshot a load run's name says (`label`, read back)."""
+    variant, _, source = name.partition("@")
+    return variant, source
 
 
 BASELINE = "bare"

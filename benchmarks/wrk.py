@@ -28,15 +28,19 @@ def wrk_path() -> str:
     return path
 
 
-def run_wrk(url: str, seconds: int, threads: int = 1, connections: int = 16) -> WrkResult:
+THREADS, CONNECTIONS = 1, 16
+LOAD = f"wrk -t{THREADS} -c{CONNECTIONS}"
+
+
+def run_wrk(url: str, seconds: int) -> WrkResult:
     """Load `url` for `seconds` with wrk --latency; bounded by a subprocess timeout."""
     if not url.startswith("http://127.0.0.1:"):
         raise ValueError(f"only 127.0.0.1 is loaded, not {url}")
     command = pinned(
         [
             wrk_path(),
-            f"-t{threads}",
-            f"-c{connections}",
+            f"-t{THREADS}",
+            f"-c{CONNECTIONS}",
             f"-d{max(seconds, 1)}s",  # wrk takes whole seconds
             "--timeout",
             "5s",
