@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
+from .variants import VARIANTS
+
 Interface = Literal["asgi", "wsgi", "httpserver"]
 Kind = Literal["asgi", "wsgi", "httpserver", "starlette", "flask"]
 INTERFACES: dict[Kind, Interface] = {
@@ -158,10 +160,10 @@ APPS: dict[str, AppSpec] = {
 
 def make(app_name: str, variant_name: str, stack: ExitStack) -> Any:
     """The app `app_name` with variant `variant_name` applied; undo registered on `stack`."""
-    from .variants import VARIANTS
-
     spec = APPS[app_name]
     variant = VARIANTS[variant_name]
+    if variant.before_app is not None:
+        variant.before_app()
     return variant.apply(spec.kind, spec.factory(), stack)
 
 

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .load import LoadSummary
-from .variants import BASELINE, VARIANTS
+from .results import LoadSummary
+from .variants import BASELINE, VARIANTS, unlabel
 
 # Colours per variant, stable across charts: hooktel in blues, peers in warm colours,
 # references (`Variant.reference`) in grey and hatched.
@@ -15,9 +15,11 @@ COLOURS = {
     "hooktel-idle": "#c6dbef",
     "hooktel-noop": "#9ecae1",
     "hooktel-otel": "#2171b5",
-    "hooktel-otel-api": "#6baed6",
     "hooktel-otlp": "#08306b",
-    "otel-contrib-nosdk": "#fdd0a2",
+    "hooktel-otlp-native": "#6baed6",
+    "hooktel-otel-metrics": "#4292c6",
+    "otel-contrib-metrics": "#fdae6b",
+    "ddtrace": "#31a354",
     "otel-contrib": "#e6550d",
     "starlette-otel": "#756bb1",
     "sdk-floor": "#bdbdbd",
@@ -31,17 +33,23 @@ def draw(
     path: Path,
     title: str,
     targets: Mapping[tuple[str, str], float] | None = None,
+    base: str = BASELINE,
 ) -> Path:
-    """Bars of each variant's median ratio, grouped by server; target marks where given."""
+    """Bars of each variant's median ratio, grouped by server; target marks where given.
+
+    Runs on another hooktel snapshot than `base`'s (`variant@source`) are drawn paler
+    beside the first snapshot's, in the same colour."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     servers = list(dict.fromkeys(s.server for s in summaries))
-    variants = [
-        name for name in VARIANTS if name != BASELINE and any(s.variant == name for s in summaries)
-    ]
+    order = list(VARIANTS)
+    variants = sorted(
+        dict.fromkeys(s.variant for s in summaries if s.variant != base),
+        key=lambda name: order.index(unlabel(name)[0]),
+    )
     ratio = {(s.server, s.variant): s.ratio for s in summaries if s.ratio is not None}
     per_server = {srv: [v for v in variants if (srv, v) in ratio] for srv in servers}
     width = 0.84 / max((len(names) for names in per_server.values()), default=1)
@@ -52,12 +60,14 @@ def draw(
         for i, variant in enumerate(names):
             left = x + (i - (len(names) - 1) / 2) * width
             y = ratio[(server, variant)]
-            reference = VARIANTS[variant].reference
+            kind, source = unlabel(variant)
+            reference = VARIANTS[kind].reference
             (bar,) = axes.bar(
                 left,
                 y,
                 width * 0.92,
-                color=COLOURS.get(variant, "#999999"),
+                color=COLOURS.get(kind, "#999999"),
+                alpha=1.0 if source == unlabel(base)[1] else 0.5,
                 hatch=REFERENCE_HATCH if reference else None,
                 edgecolor="#636363" if reference else None,
             )
@@ -76,7 +86,7 @@ def draw(
     ordered = [name for name in variants if name in legend]
     axes.legend(
         [legend[n] for n in ordered],
-        [f"{n} (reference)" if VARIANTS[n].reference else n for n in ordered],
+        [f"{n} (reference)" if VARIANTS[unlabel(n)[0]].reference else n for n in ordered],
         fontsize=7,
         ncol=4,
         loc="upper center",
@@ -86,7 +96,7 @@ def draw(
     axes.text(
         0.995,
         0.99,
-        "black tick: issue-5 target; hatched: reference, not an instrumentation",
+        "black tick: target; hatched: reference, not an instrumentation",
         transform=axes.transAxes,
         fontsize=7,
         ha="right",

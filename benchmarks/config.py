@@ -10,19 +10,19 @@ from typing import Any
 
 from .load import LoadSettings
 from .servers import ROOT, SERVERS, Server
+from .source import installed_package
 from .spancount import DEFAULT_QUEUE
 from .variants import BASELINE, HOOKTEL_OTEL, VARIANTS, Variant
 
 STEPS = ("inprocess", "spancost", "metriccost", "exportcost", "memory", "spans", "profile", "load")
 RESULTS_DIR = ROOT / "benchmarks" / "results"
-CHART = ROOT / "docs" / "benchmarks.png"
 
 # (app, variant) pairs of the memory and profile steps, for the apps a run serves.
 MEMORY_PLAN = (
-    ("raw-asgi", "hooktel-noop"),  # issue 3
+    ("raw-asgi", "hooktel-noop"),  # the hook points
     ("raw-wsgi", "hooktel-noop"),
     ("http-hello", "hooktel-noop"),
-    ("starlette", HOOKTEL_OTEL),  # issue 5: traced requests, spans through the SDK
+    ("starlette", HOOKTEL_OTEL),  # traced requests, spans through the SDK
     ("raw-asgi", HOOKTEL_OTEL),
 )
 PROFILE_PLAN = (
@@ -63,8 +63,7 @@ class Config:
     apps: list[str]
     steps: list[str]
     load: LoadSettings
-    memory_requests: int
-    spans_requests: int
+    sources: dict[str, Path]  # hooktel packages measured, by name ("": the installed one)
     results_dir: Path
     chart: Path | None  # None: the results directory, named like the results
 
@@ -83,18 +82,35 @@ def parse_args(argv: Sequence[str] | None, description: str | None) -> argparse.
     parser.add_argument("--rounds", type=int, help="load rounds (full: 3)")
     parser.add_argument("--seconds", type=int, help="wrk seconds per variant (full: 10)")
     parser.add_argument("--warmup", type=int, help="wrk warm-up seconds, not measured (full: 1)")
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads (1)")
-    parser.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
     parser.add_argument("--steps", default=",".join(STEPS), help="comma-separated")
-    parser.add_argument("--memory-requests", type=int, help="full: 100000, quick: 5000")
-    parser.add_argument("--spans-requests", type=int, help="full: 100000, quick: 5000")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument(
-        "--chart", type=Path, help=f"PNG path (full: {CHART.relative_to(ROOT)}; quick: results dir)"
+        "--source",
+        action="append",
+        metavar="NAME=PATH",
+        help="load-test the hooktel package in PATH (a directory holding `hooktel`, such as "
+        "another checkout's src) as NAME; repeat to run snapshots side by side in the same "
+        "rounds (runs named variant@NAME; the other steps measure the first)",
     )
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--chart", type=Path, help="PNG path (default: next to the results)")
     return parser.parse_args(argv)
+
+
+def _sources(given: list[str] | None) -> dict[str, Path]:
+    if not given:
+        return {"": installed_package()}
+    sources = {}
+    for text in given:
+        name, _, path = text.partition("=")
+        package = Path(path) / "hooktel"
+        if not name or "@" in name or name in sources or not (package / "__init__.py").is_file():
+            raise SystemExit(
+                f"--source {text}: wanted a new NAME (no @) = a directory with hooktel/"
+            )
+        sources[name] = package.resolve()
+    return sources
 
 
 def configure(args: argparse.Namespace) -> Config:
@@ -113,12 +129,9 @@ def configure(args: argparse.Namespace) -> Config:
             rounds=args.rounds or mode.rounds,
             seconds=args.seconds or mode.seconds,
             warmup_seconds=mode.warmup_seconds if args.warmup is None else args.warmup,
-            threads=args.threads,
-            connections=args.connections,
             parallel=mode.parallel,
         ),
-        memory_requests=args.memory_requests or mode.memory_requests,
-        spans_requests=args.spans_requests or mode.spans_requests,
+        sources=_sources(args.source),
         results_dir=args.results_dir,
-        chart=args.chart or (CHART if mode.name == "full" else None),
+        chart=args.chart,
     )

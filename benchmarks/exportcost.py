@@ -22,7 +22,6 @@ import statistics
 import timeit
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from opentelemetry.context import Context
@@ -33,21 +32,12 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 from .inprocess import calls_for, iqr
 from .otelsdk import tracer_provider
+from .report import exportcost_table
+from .results import ExportCost
 from .spancost import ATTRIBUTES
 
 BATCH = 512
 NOWHERE = "http://127.0.0.1:9/v1/traces"  # never reached: nothing is sent while timing
-
-
-@dataclass(frozen=True)
-class ExportCost:
-    what: str
-    ns: float  # median ns per span
-    iqr_ns: float
-    how: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _time(
@@ -175,8 +165,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.2, help="per timing (0.2)")
     parser.add_argument("--repeats", type=int, default=7, help="timings per figure (7)")
     args = parser.parse_args()
-    from .report import exportcost_table
-
     print(exportcost_table(measure_export_costs(args.seconds, args.repeats)))
 
 

@@ -16,28 +16,12 @@ import statistics
 import timeit
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from .apps import APPS, make
 from .drivers import DRIVERS, Call
+from .results import InprocessResult, ProfileFile, ProfileLine
 from .variants import BASELINE
-
-
-@dataclass(frozen=True)
-class InprocessResult:
-    app: str
-    variant: str
-    bare_ns: float  # median ns per request, bare app
-    variant_ns: float  # median ns per request, with the variant
-    added_ns: float  # median over repeats of (variant - bare)
-    added_ns_spread: tuple[float, float]  # min and max of (variant - bare) over repeats
-    added_ns_iqr: float  # interquartile range of (variant - bare): what this run can resolve
-    calls_per_timing: int
-    repeats: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @contextmanager
@@ -104,14 +88,6 @@ def iqr(values: list[float]) -> float:
     return q3 - q1
 
 
-@dataclass(frozen=True)
-class ProfileLine:
-    function: str  # file:line(name)
-    calls_per_request: float
-    own_ns_per_request: float  # tottime, profiler overhead included
-    cumulative_ns_per_request: float
-
-
 def profile(app: str, variant: str, requests: int) -> list[ProfileLine]:
     """cProfile `requests` requests; every function, by own time per request (most first)."""
     profiler = cProfile.Profile()
@@ -133,13 +109,6 @@ def profile(app: str, variant: str, requests: int) -> list[ProfileLine]:
     ]
     lines.sort(key=lambda p: p.own_ns_per_request, reverse=True)
     return lines
-
-
-@dataclass(frozen=True)
-class ProfileFile:
-    file: str  # `hooktel/asgi.py`; `(C)` for built-in functions and methods
-    own_ns_per_request: float
-    share: float  # of the profiled path's own time
 
 
 def by_file(lines: list[ProfileLine]) -> list[ProfileFile]:

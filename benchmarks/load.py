@@ -4,7 +4,10 @@ Within a round each server runs its variants one after the other, in an
 order rotated from round to round (so no variant always runs first or last
 on a machine whose load drifts). A variant's ratio is its throughput over the
 bare server's throughput in the same round; the summary is the median over
-rounds.
+rounds. With several hooktel snapshots (`source.Source`), every variant runs
+on each, next to each other in the same round, named `variant@source`; the
+ratios are to the first snapshot's bare server, so the other bare servers
+show what two identical servers differ by (the noise).
 """
 
 from __future__ import annotations
@@ -12,13 +15,14 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from .receiver import Receiver
+from .results import LoadRun, LoadSummary, OtlpCheck, WrkResult
 from .servers import Server, ServerError, running
-from .variants import BASELINE, VARIANTS, Variant
-from .wrk import WrkError, WrkResult, run_wrk
+from .source import Source
+from .variants import BASELINE, Variant, label
+from .wrk import WrkError, run_wrk
 
 
 @dataclass(frozen=True)
@@ -26,82 +30,53 @@ class LoadSettings:
     rounds: int
     seconds: int
     warmup_seconds: int
-    threads: int
-    connections: int
     parallel: int = 1  # server runs at a time: more than one only where nothing is measured
 
 
-@dataclass(frozen=True)
-class OtlpCheck:
-    """What the receiver got from one server run, against what wrk was served."""
-
-    served: int  # wrk's completed requests, warm-up included, plus the readiness probe
-    received: int  # spans the receiver counted from this server, after it stopped
-    receiver_cpu_us: float  # the receiver's CPU per measured request
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def _pairs(
+    server: Server, variants: Sequence[Variant], sources: Sequence[Source]
+) -> list[tuple[Variant, Source]]:
+    """What `server` runs: each variant that supports the kind of its app, on each snapshot."""
+    return [(v, s) for v in variants if v.supports(server.kind) for s in sources]
 
 
-@dataclass(frozen=True)
-class LoadRun:
-    round: int
-    server: str
-    variant: str
-    result: WrkResult | None  # None when the server or wrk failed
-    server_cpu_us: float = 0.0  # server CPU time per request, user + system
-    error: str | None = None
-    otlp: OtlpCheck | None = None  # variants that export to the receiver
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["result"] = self.result.as_dict() if self.result else None
-        return data
+def plan(
+    servers: Sequence[Server], variants: Sequence[Variant], sources: Sequence[Source]
+) -> dict[str, list[str]]:
+    """The load runs of each server, by name (`variant@source` with several snapshots)."""
+    return {
+        server.name: [label(v.name, s.name) for v, s in _pairs(server, variants, sources)]
+        for server in servers
+    }
 
 
-@dataclass(frozen=True)
-class LoadSummary:
-    server: str
-    variant: str
-    ratio: float | None  # median over rounds of throughput / bare throughput, same round
-    ratios: list[float]
-    requests_per_sec: float
-    p50_us: float
-    p99_us: float
-    server_cpu_us: float  # median server CPU per request
-    cpu_ratio: float | None  # median over rounds of bare CPU / variant CPU per request
-    rounds_ok: int
-    rounds: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def baseline(sources: Sequence[Source]) -> str:
+    """What ratios are to: the bare server (on the first snapshot)."""
+    return label(BASELINE, sources[0].name)
 
 
-def plan(servers: Sequence[Server], variants: Sequence[Variant]) -> dict[str, list[str]]:
-    """The variants each server runs: those that support the kind of its app."""
-    return {s.name: [v.name for v in variants if v.supports(s.kind)] for s in servers}
-
-
-def _rotated(names: list[str], by: int) -> list[str]:
+def _rotated(names: list[tuple[Variant, Source]], by: int) -> list[tuple[Variant, Source]]:
     by %= max(len(names), 1)
     return names[by:] + names[:by]
 
 
 def measure_once(
-    server: Server, variant: str, settings: LoadSettings, receiver: Receiver | None = None
+    server: Server,
+    variant: str,
+    source: Source,
+    settings: LoadSettings,
+    receiver: Receiver | None = None,
 ) -> tuple[WrkResult, float, OtlpCheck | None]:
     """wrk's result, the server's CPU µs per request, and what the receiver got (if any)."""
     spans_before = receiver.spans() if receiver else 0
     served = 1  # the readiness probe
-    with running(server, variant) as live:
+    with running(server, variant, source.path) as live:
         if settings.warmup_seconds:
-            warmup = run_wrk(
-                live.url, settings.warmup_seconds, settings.threads, settings.connections
-            )
+            warmup = run_wrk(live.url, settings.warmup_seconds)
             served += warmup.requests
         cpu_before = live.cpu_seconds()
         receiver_cpu_before = receiver.cpu_seconds() if receiver else 0.0
-        result = run_wrk(live.url, settings.seconds, settings.threads, settings.connections)
+        result = run_wrk(live.url, settings.seconds)
         cpu = live.cpu_seconds() - cpu_before
         receiver_cpu = receiver.cpu_seconds() - receiver_cpu_before if receiver else 0.0
     per_request = 1e6 / result.requests if result.requests else 0.0
@@ -116,34 +91,36 @@ def measure_once(
 def run_load(
     servers: Sequence[Server],
     variants: Sequence[Variant],
+    sources: Sequence[Source],
     settings: LoadSettings,
     log: Callable[[str], None],
+    *,
     receiver: Receiver | None = None,
 ) -> list[LoadRun]:
-    """Every (round, server, variant) once, in plan order; `settings.parallel` at a time."""
-    by_server = plan(servers, variants)
+    """Every (round, server, variant, snapshot) once; `settings.parallel` at a time."""
     jobs = [
-        (round_no, server, variant)
+        (round_no, server, variant, source)
         for round_no in range(settings.rounds)
         for server in servers
-        for variant in _rotated(by_server[server.name], round_no)
+        for variant, source in _rotated(_pairs(server, variants, sources), round_no)
     ]
 
-    def one(job: tuple[int, Server, str]) -> LoadRun:
-        round_no, server, variant = job
-        exports = receiver if VARIANTS[variant].needs_receiver else None
-        label = f"round {round_no + 1} {server.name:<17} {variant:<18}"
+    def one(job: tuple[int, Server, Variant, Source]) -> LoadRun:
+        round_no, server, variant, source = job
+        name = label(variant.name, source.name)
+        exports = receiver if variant.needs_receiver else None
+        where = f"round {round_no + 1} {server.name:<17} {name:<18}"
         try:
-            result, cpu_us, otlp = measure_once(server, variant, settings, exports)
+            result, cpu_us, otlp = measure_once(server, variant.name, source, settings, exports)
         except (ServerError, WrkError) as exc:
-            log(f"{label} FAILED: {exc}")
-            return LoadRun(round_no, server.name, variant, None, error=str(exc))
+            log(f"{where} FAILED: {exc}")
+            return LoadRun(round_no, server.name, name, None, error=str(exc))
         log(
-            f"{label} {result.requests_per_sec:>7.0f} req/s  p50 {result.p50_us / 1e3:5.2f} ms"
+            f"{where} {result.requests_per_sec:>7.0f} req/s  p50 {result.p50_us / 1e3:5.2f} ms"
             f"  p99 {result.p99_us / 1e3:6.2f} ms  server CPU {cpu_us:6.1f} µs/req"
             + (f"  spans {otlp.received:,}/{otlp.served:,}" if otlp else "")
         )
-        return LoadRun(round_no, server.name, variant, result, cpu_us, otlp=otlp)
+        return LoadRun(round_no, server.name, name, result, cpu_us, otlp=otlp)
 
     if settings.parallel <= 1:
         return [one(job) for job in jobs]
@@ -152,16 +129,17 @@ def run_load(
         return list(pool.map(one, jobs))
 
 
-def summarize(runs: Sequence[LoadRun]) -> list[LoadSummary]:
+def summarize(runs: Sequence[LoadRun], base: str = BASELINE) -> list[LoadSummary]:
+    """Per (server, variant): medians over rounds, ratios to the `base` run of the same round."""
     bare = {
         (r.round, r.server): r.result.requests_per_sec
         for r in runs
-        if r.variant == BASELINE and r.result and r.result.requests_per_sec > 0
+        if r.variant == base and r.result and r.result.requests_per_sec > 0
     }
     bare_cpu = {
         (r.round, r.server): r.server_cpu_us
         for r in runs
-        if r.variant == BASELINE and r.result and r.server_cpu_us > 0
+        if r.variant == base and r.result and r.server_cpu_us > 0
     }
     keys = list(dict.fromkeys((r.server, r.variant) for r in runs))
     summaries = []

@@ -13,25 +13,13 @@ from __future__ import annotations
 import gc
 import os
 import tracemalloc
-from dataclasses import asdict, dataclass
 from typing import Any
 
+from .exportcost import batch_of
 from .inprocess import driven
 from .otelsdk import flush_all
-
-
-@dataclass(frozen=True)
-class MemoryResult:
-    app: str
-    variant: str
-    requests: int
-    checkpoint: int  # growth is measured from this request to the last one
-    rss_growth_bytes: int
-    tracemalloc_growth_bytes: int
-    top_growth: list[str]  # tracemalloc's largest line-level differences, when any
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from .receiver import receiving
+from .results import MemoryResult
 
 
 def rss_bytes() -> int:
@@ -90,9 +78,6 @@ def measure_processor_memory(spans: int) -> MemoryResult:
     `measure_memory`: from span N/10 to span N, once by RSS, once by tracemalloc.
     """
     from hooktel.otel import OTLPSpanProcessor
-
-    from .exportcost import batch_of
-    from .receiver import receiving
 
     sample = batch_of(64)
     checkpoint = spans // 10

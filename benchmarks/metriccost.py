@@ -31,7 +31,6 @@ import statistics
 import timeit
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from opentelemetry import context, trace
@@ -41,6 +40,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from .inprocess import calls_for, iqr
 from .otelsdk import environ
+from .results import MetricCost
 
 START: dict[str, Any] = {
     "operation.id": 1,
@@ -71,17 +71,6 @@ RECORDED = {
 }
 ONLY_SPANS = "span instrument only (a no-op stand-in)"
 HOOKTEL_ROW = "+ metrics, hooktel (aggregated, default)"
-
-
-@dataclass(frozen=True)
-class MetricCost:
-    path: str
-    ns: float  # median ns per request (added ns for the `+ metrics` rows)
-    iqr_ns: float
-    how: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _noop(*args: object) -> None:

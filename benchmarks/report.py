@@ -7,14 +7,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .exportcost import ExportCost
-from .inprocess import InprocessResult, ProfileFile, ProfileLine
-from .load import LoadRun, LoadSummary
-from .memory import MemoryResult
-from .metriccost import MetricCost
-from .spancost import SpanCost
-from .spancount import SpanCountResult
-from .targets import Target
+from .results import (
+    ExportCost,
+    InprocessResult,
+    LoadRun,
+    LoadSummary,
+    MemoryResult,
+    MetricCost,
+    ProfileFile,
+    ProfileLine,
+    SpanCost,
+    SpanCountResult,
+    Target,
+)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:

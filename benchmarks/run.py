@@ -27,24 +27,27 @@ from typing import Any, NoReturn
 from . import chart, machine, report
 from .apps import APPS
 from .config import MEMORY_PLAN, PROFILE_PLAN, Config, Mode, configure, parse_args
-from .ddagent import standing_in
-from .exportcost import ExportCost, measure_export_costs
-from .inprocess import (
-    InprocessResult,
-    ProfileFile,
-    by_file,
-    check_reporting,
-    measure,
-    profile,
-)
-from .load import LoadRun, LoadSummary, plan, run_load, summarize
-from .memory import MemoryResult, measure_memory, measure_processor_memory
-from .metriccost import MetricCost, measure_metric_costs
+from .exportcost import measure_export_costs
+from .inprocess import by_file, check_reporting, measure, profile
+from .load import baseline, plan, run_load, summarize
+from .memory import measure_memory, measure_processor_memory
+from .metriccost import measure_metric_costs
 from .receiver import Receiver, receiving
+from .results import (
+    ExportCost,
+    InprocessResult,
+    LoadRun,
+    LoadSummary,
+    MemoryResult,
+    MetricCost,
+    ProfileFile,
+    SpanCost,
+    SpanCountResult,
+)
 from .servers import stop_all
-from .source import git_state, snapshot_hooktel
-from .spancost import SpanCost, measure_sdk_span, span_costs
-from .spancount import SpanCountResult, count_spans
+from .source import Source, git_state, snapshot_hooktel
+from .spancost import measure_sdk_span, span_costs
+from .spancount import count_spans
 from .targets import RATIO_TARGETS, evaluate
 from .variants import (
     BASELINE,
@@ -54,7 +57,7 @@ from .variants import (
     VARIANTS,
     Variant,
 )
-from .wrk import wrk_path
+from .wrk import LOAD, wrk_path
 
 
 def log(message: str) -> None:
@@ -130,7 +133,7 @@ def _receiver_if_needed(variants: Sequence[str]) -> Iterator[Receiver | None]:
     need them (where they listen, in the servers' environment)."""
     with contextlib.ExitStack() as stack:
         if any(VARIANTS[v].needs_agent for v in variants):
-            agent = stack.enter_context(standing_in())
+            agent = stack.enter_context(receiving(datadog=True))
             stack.enter_context(_set_env(DD_AGENT_ENV, agent.url))
         if not any(VARIANTS[v].needs_receiver for v in variants):
             yield None
@@ -176,7 +179,7 @@ def run_export_costs(mode: Mode, out: Outcome) -> None:
     out.add(title, report.exportcost_table, out.export_costs)
 
 
-def run_steps(config: Config, out: Outcome) -> None:
+def run_steps(config: Config, sources: list[Source], out: Outcome) -> None:
     mode = config.mode
     if "inprocess" in config.steps:
         out.inprocess = run_inprocess(config.apps, config.variants, mode)
@@ -194,17 +197,17 @@ def run_steps(config: Config, out: Outcome) -> None:
     if "exportcost" in config.steps:
         run_export_costs(mode, out)
     if "memory" in config.steps:
-        out.memory = run_memory(config.apps, config.memory_requests, mode.processor_spans)
+        out.memory = run_memory(config.apps, mode.memory_requests, mode.processor_spans)
         out.data["memory"] = [m.as_dict() for m in out.memory]
         out.add("Memory growth", report.memory_table, out.memory)
     if "spans" in config.steps:
-        out.spans = run_spans(config.spans_requests, mode.spans_small_queue)
+        out.spans = run_spans(mode.spans_requests, mode.spans_small_queue)
         out.data["spans"] = [s.as_dict() for s in out.spans]
         out.add("Spans through OTLP/HTTP to a receiver process", report.spancount_table, out.spans)
     if "profile" in config.steps:
         run_profile(config, out)
     if "load" in config.steps:
-        run_load_step(config, out)
+        run_load_step(config, sources, out)
 
 
 def run_profile(config: Config, out: Outcome) -> None:
@@ -214,12 +217,12 @@ def run_profile(config: Config, out: Outcome) -> None:
         if app not in config.apps:
             continue
         lines = profile(app, variant, config.mode.profile_requests)
-        out.data["profile"][f"{app}/{variant}"] = [asdict(line) for line in lines[:40]]
+        out.data["profile"][f"{app}/{variant}"] = [line.as_dict() for line in lines[:40]]
         title = f"Profile, {app} with {variant} (cProfile, top own time)"
         out.add(title, report.profile_table, lines[:15])
         files.extend((f"{app} {variant}", f) for f in by_file(lines)[:8])
     if files:
-        out.data["profile_files"] = [(path, asdict(f)) for path, f in files]
+        out.data["profile_files"] = [(path, f.as_dict()) for path, f in files]
         out.add("Profile by file (own time)", report.profile_files_table, files)
 
 
@@ -229,20 +232,23 @@ def run_metric_costs(mode: Mode, out: Outcome) -> None:
     out.add("Duration metric cost in-process (ns)", report.metriccost_table, out.metric_costs)
 
 
-def run_load_step(config: Config, out: Outcome) -> None:
+def run_load_step(config: Config, sources: list[Source], out: Outcome) -> None:
     settings = config.load
-    planned = {v for names in plan(config.servers, config.variants).values() for v in names}
+    planned = {v.name for v in config.variants if any(v.supports(s.kind) for s in config.servers)}
     with _receiver_if_needed(sorted(planned)) as receiver:
-        out.runs = run_load(config.servers, config.variants, settings, log, receiver)
+        out.runs = run_load(
+            config.servers, config.variants, sources, settings, log, receiver=receiver
+        )
     out.failed_runs = sum(1 for r in out.runs if r.result is None or r.result.requests_per_sec <= 0)
-    out.load = summarize(out.runs)
+    out.data["baseline"] = baseline(sources)
+    out.load = summarize(out.runs, out.data["baseline"])
     out.data["load"] = {
         "runs": [r.as_dict() for r in out.runs],
         "summary": [s.as_dict() for s in out.load],
     }
     title = (
-        f"Throughput: wrk -t{settings.threads} -c{settings.connections} "
-        f"-d{settings.seconds}s, {settings.rounds} round(s), median ratio to bare"
+        f"Throughput: {LOAD} -d{settings.seconds}s, {settings.rounds} round(s), "
+        f"median ratio to {out.data['baseline']}"
     )
     out.add(title, report.load_table, out.load)
     if any(r.otlp for r in out.runs):
@@ -254,14 +260,22 @@ def _chart(config: Config, out: Outcome, started: str) -> Path | None:
         return None
     path = config.chart or config.results_dir / f"{config.mode.name}-{started}.png"
     settings = config.load
-    source = out.data["source"]
     title = (
         f"Throughput with tracing / bare throughput, same round (median of {settings.rounds})\n"
-        f"wrk -t{settings.threads} -c{settings.connections} -d{settings.seconds}s, "
-        f"{out.data['machine']['nproc']} cores; hooktel {source['commit'][:7] or '?'}, {started}"
+        f"{LOAD} -d{settings.seconds}s, {out.data['machine']['nproc']} cores; "
+        f"{_measured(out.data)}, {started}"
     )
     targets = {key: limit for key, (limit, _what) in RATIO_TARGETS.items()}
-    return chart.draw(out.load, path, title, targets)
+    return chart.draw(out.load, path, title, targets, out.data["baseline"])
+
+
+def _measured(data: dict[str, Any], digits: int = 7) -> str:
+    """Which hooktel a run measured: `hooktel at 1a2b3c4`, or each snapshot by name."""
+    return ", ".join(
+        f"{s['name'] or 'hooktel'} at {s['commit'][:digits] or 'unknown commit'}"
+        + (" (src/ modified)" if s["src_dirty"] else "")
+        for s in data["sources"]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -275,17 +289,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mode": config.mode.name,
         "command": shlex.join([Path(sys.executable).name, "-m", "benchmarks.run", *sys.argv[1:]]),
         "started": started,
-        "source": git_state(),
         "machine": machine.describe(),
         "settings": {"load": asdict(config.load), "mode": asdict(config.mode)},
-        "plan": plan(config.servers, config.variants),
     }
     out = Outcome(data)
     with tempfile.TemporaryDirectory(prefix="hooktel-bench-") as snapshot:
-        data["source"]["snapshot_of"] = str(snapshot_hooktel(Path(snapshot)))
-        log(f"measuring hooktel as of {data['source']['commit'][:10] or 'unknown commit'}")
+        sources = snapshot_hooktel(Path(snapshot), config.sources)
+        data["sources"] = [
+            {"name": s.name, **git_state(s.of), "snapshot_of": str(s.of)} for s in sources
+        ]
+        data["plan"] = plan(config.servers, config.variants, sources)
+        log(f"measuring {_measured(data)}")
         try:
-            run_steps(config, out)
+            run_steps(config, sources, out)
         finally:
             stop_all()  # a server or receiver a stopped run left behind
     targets = evaluate(
@@ -311,11 +327,7 @@ def _write(config: Config, out: Outcome, started: str, chart_path: Path | None) 
         print(f"\n== {title} ==\n{text}", flush=True)
     path = config.results_dir / f"{config.mode.name}-{started}.json"
     report.write_json(path, data)
-    source = data["source"]
-    header = (
-        f"`{data['command']}`, started {started}; hooktel at commit "
-        f"{source['commit'] or 'unknown'}{' (src/ modified)' if source['src_dirty'] else ''}"
-    )
+    header = f"`{data['command']}`, started {started}; {_measured(data, digits=40)}"
     markdown = "\n\n".join(f"### {title}\n\n{md}" for title, _text, md in out.sections)
     path.with_suffix(".md").write_text(f"{header}\n\n{markdown}\n", encoding="utf-8")
     print(f"\n{header}", flush=True)

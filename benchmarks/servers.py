@@ -153,12 +153,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def child_env(app: str, variant: str) -> dict[str, str]:
-    """The server's environment: the bench selection, and no OTEL_* configuration."""
+def child_env(app: str, variant: str, hooktel: Path) -> dict[str, str]:
+    """The server's environment: the bench selection, the hooktel snapshot it imports
+    (the directory holding the package), and no OTEL_* configuration."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env[APP_ENV] = app
     env[VARIANT_ENV] = variant
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    path = [str(hooktel), str(ROOT), env.get("PYTHONPATH")]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, path))
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -189,11 +191,13 @@ def group_cpu_seconds(pgid: int) -> float:
 
 
 @contextlib.contextmanager
-def running(server: Server, variant: str) -> Iterator[Running]:
-    """Start `server` with `variant`, yield it once it answers; always stop it."""
+def running(server: Server, variant: str, hooktel: Path) -> Iterator[Running]:
+    """Start `server` with `variant` and the hooktel in `hooktel`, yield it once it answers;
+    always stop it."""
     port = free_port()
+    env = child_env(server.app, variant, hooktel)
     with tempfile.TemporaryFile() as log:
-        proc = start(pinned(server.command(port), SERVER_CORE), log, child_env(server.app, variant))
+        proc = start(pinned(server.command(port), SERVER_CORE), log, env)
         try:
             try:
                 _wait_ready(proc, port)

@@ -5,9 +5,9 @@ the API: `tracer.start_span(name, kind=SERVER, attributes=<10 attributes>)`
 then `span.end()`, with the same provider setup as every traced variant
 (`otelsdk.tracer_provider`). hooktel's figures come from the in-process step
 (`inprocess.measure`): a whole request through the ASGI/WSGI hook point with
-`HttpInstrumentation` attached, minus the bare request, on the fast span path
-and on the API path; the hook layer alone is the same request with one no-op
-instrument; the span bridge is the difference of the two.
+`HttpInstrumentation` attached, minus the bare request; the hook layer alone
+is the same request with one no-op instrument; the span bridge is the
+difference of the two.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import statistics
 import timeit
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from .inprocess import InprocessResult, calls_for, iqr
+from .inprocess import calls_for, iqr
 from .otelsdk import tracer_provider
+from .results import InprocessResult, SpanCost
 
 # What a server span of `GET /` carries (the attributes hooktel sets on one).
 ATTRIBUTES: dict[str, Any] = {
@@ -38,17 +38,6 @@ ATTRIBUTES: dict[str, Any] = {
     "http.response.status_code": 200,
 }
 SDK_SPAN = "SDK tracer.start_span() + end(), 10 attributes"
-
-
-@dataclass(frozen=True)
-class SpanCost:
-    path: str
-    us: float  # median µs per span (per request for the request paths)
-    iqr_us: float  # interquartile range over the timings
-    how: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def measure_sdk_span(seconds: float, repeats: int) -> SpanCost:
@@ -68,7 +57,6 @@ def measure_sdk_span(seconds: float, repeats: int) -> SpanCost:
 # (app, variant, label) of the in-process results shown as per-span costs.
 FROM_INPROCESS = (
     ("raw-asgi", "hooktel-otel", "hooktel HttpInstrumentation, fast path (ASGI request)"),
-    ("raw-asgi", "hooktel-otel-api", "hooktel HttpInstrumentation, API path (ASGI request)"),
     ("raw-asgi", "hooktel-noop", "hook layer alone: ASGI hook point + one no-op instrument"),
     ("raw-asgi", "otel-contrib", "contrib asgi OpenTelemetryMiddleware + SDK (ASGI request)"),
     ("raw-asgi", "sdk-floor", "reference: the SDK calls alone, sdk-floor (ASGI request)"),

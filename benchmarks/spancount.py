@@ -23,8 +23,6 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
-from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -33,6 +31,7 @@ from .apps import APPS
 from .drivers import DRIVERS
 from .otelsdk import environ
 from .receiver import receiving
+from .results import SpanCountResult
 from .variants import hooktel_otel
 
 APP = "starlette"
@@ -41,28 +40,6 @@ METRICS_ENV = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
 SDK_LOGGER = "opentelemetry.sdk._shared_internal"
 DEFAULT_QUEUE = 2048  # BatchSpanProcessor's default max_queue_size
 DEFAULT_BATCH = 512  # and max_export_batch_size, which must not exceed the queue
-
-
-@dataclass(frozen=True)
-class SpanCountResult:
-    app: str
-    requests: int
-    max_queue_size: int
-    received: int  # spans the receiver decoded
-    distinct: int  # distinct span ids among them
-    sdk_exported: int  # otel.sdk.processor.span.processed, no error.type
-    sdk_dropped: int  # otel.sdk.processor.span.processed, error.type=queue_full
-    queue_full_logs: int  # "Queue full, dropping Span." records (deduplicated by the SDK)
-    seconds: float  # driving the requests
-    flush_seconds: float  # shutting the provider down: the rest of the queue exported
-
-    @property
-    def unaccounted(self) -> int:
-        """Spans neither received nor counted as dropped (negative: drops counted twice)."""
-        return self.requests - self.received - self.sdk_dropped
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "unaccounted": self.unaccounted}
 
 
 class _CountQueueFull(logging.Handler):

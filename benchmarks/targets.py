@@ -1,26 +1,29 @@
-"""The targets of issues 3, 5, 9, 10 and 12, checked against a run's results (never asserted)."""
+"""The project's performance targets, checked against a run's results (never asserted)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
 
-from .exportcost import ExportCost
-from .inprocess import InprocessResult
-from .load import LoadRun, LoadSummary
-from .memory import MemoryResult
-from .metriccost import HOOKTEL_ROW, MetricCost
-from .spancount import SpanCountResult
+from .metriccost import HOOKTEL_ROW
+from .results import (
+    ExportCost,
+    InprocessResult,
+    LoadRun,
+    LoadSummary,
+    MemoryResult,
+    MetricCost,
+    SpanCountResult,
+    Target,
+)
 
-# issue 3 (issue 12: 50 ns, with the native core)
+# the hook points alone (50 ns since the native core)
 IDLE_NS_LIMIT = 50.0
 NOOP_RATIO_LIMIT = 0.95
 NOOP_RATIO_SERVER = "uvicorn-asgi"
 TRACEMALLOC_LIMIT = 16 * 1024  # a leak of one small object per request would be megabytes
 RSS_LIMIT = 256 * 1024
 
-# issue 5: (server, variant) -> (minimum ratio to bare, what it is)
+# spans through the SDK, uvicorn h11 and gunicorn: (server, variant) -> (minimum ratio, what)
 RATIO_TARGETS: dict[tuple[str, str], tuple[float, str]] = {
     ("uvicorn-starlette", "hooktel-otel"): (0.85, "Starlette + HttpInstrumentation, uvicorn"),
     ("uvicorn-asgi", "hooktel-otel"): (0.80, "raw ASGI + HttpInstrumentation, uvicorn"),
@@ -28,14 +31,14 @@ RATIO_TARGETS: dict[tuple[str, str], tuple[float, str]] = {
     ("uvicorn-starlette", "hooktel-otlp"): (0.75, "Starlette + HttpInstrumentation, OTLP/HTTP"),
 }
 
-# issue 9: the duration metric in-process, and throughput with metrics against tracing alone
+# the duration metric in-process, and throughput with metrics against tracing alone
 # (uvicorn with httptools + uvloop)
 METRIC_NS_LIMIT = 1000.0
 METRICS_RATIO_SLACK = 0.02
 METRICS_PAIR = ("uvicorn-std-starlette", "hooktel-otel-metrics", "hooktel-otel")
 
 
-# issue 10: native OTLP export, on uvicorn with httptools + uvloop
+# native OTLP export, on uvicorn with httptools + uvloop
 EXPORT_SERVER = "uvicorn-std-starlette"
 EXPORT_VARIANT, DROP_VARIANT = "hooktel-otlp-native", "hooktel-otel"
 EXPORT_RATIO_SLACK = 0.03  # throughput within 0.03 of the drop-exporter variant's ratio
@@ -43,7 +46,7 @@ EXPORT_P99_FACTOR = 1.5
 PER_SPAN_NS_LIMIT = 1000.0  # the hand-over on the request thread, and native encoding
 
 
-# issue 12: the native core, on uvicorn with httptools + uvloop and on gunicorn sync
+# with the native core, on uvicorn with httptools + uvloop and on gunicorn sync
 CORE_RATIO_TARGETS: dict[tuple[str, str], tuple[float, str]] = {
     ("uvicorn-std-asgi", "hooktel-noop"): (0.95, "one no-op instrument, raw ASGI"),
     ("gunicorn-wsgi", "hooktel-noop"): (0.95, "one no-op instrument, raw WSGI, gunicorn sync"),
@@ -56,17 +59,6 @@ CORE_RATIO_TARGETS: dict[tuple[str, str], tuple[float, str]] = {
     ),
 }
 TRACED_NS_LIMIT = 5000.0  # a whole traced request in process (raw ASGI, HttpInstrumentation)
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    wanted: str
-    reached: str
-    met: bool | None  # None: not measured, or not resolvable, in this run
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def evaluate(

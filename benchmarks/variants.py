@@ -41,6 +41,9 @@ class Variant:
     needs_receiver: bool = False  # exports to the OTLP receiver: load step only
     needs_agent: bool = False  # sends to the stand-in Datadog agent: load step only
     reference: bool = False  # not an instrumentation: a bound to compare with (`SDK_FLOOR`)
+    # What must happen before the app is made (a tracer that patches the framework's
+    # classes): `apps.make` calls it first.
+    before_app: Callable[[], None] | None = None
 
     def supports(self, kind: str) -> bool:
         return kind in self.by_kind
@@ -116,32 +119,31 @@ _HOOK_POINT: dict[str, Apply] = {
 }
 
 
-def instrument_hooktel(
-    stack: ExitStack, provider: TracerProvider, fast: bool = True, **options: Any
-) -> None:
+def instrument_hooktel(stack: ExitStack, provider: TracerProvider, **options: Any) -> None:
     """`HttpInstrumentation().instrument(tracer_provider=provider)`; all of it undone on `stack`.
 
-    `fast` sets `HOOKTEL_OTEL_FAST_PATH` (read when the instrumentation starts)
-    whatever the caller's environment says. Uninstrumenting detaches the
-    instrument but leaves the hook points installed, so they are removed too
-    (the in-process steps need a bare app to be bare again).
+    The fast span path (`HOOKTEL_OTEL_FAST_PATH=1`, the default, read when the
+    instrumentation starts) is set whatever the caller's environment says.
+    Uninstrumenting detaches the instrument but leaves the hook points
+    installed, so they are removed too (the in-process steps need a bare app
+    to be bare again).
     """
     from hooktel import frameworks, httpserver
     from hooktel.otel import HttpInstrumentation
 
     instrumentation = HttpInstrumentation()
-    with environ(FAST_PATH_ENV, "1" if fast else "0"):
+    with environ(FAST_PATH_ENV, "1"):
         instrumentation.instrument(tracer_provider=provider, **options)
     stack.callback(httpserver.uninstrument)
     stack.callback(frameworks.uninstrument)
     stack.callback(instrumentation.uninstrument)
 
 
-def hooktel_otel(kind: str, fast: bool = True, **processor: Any) -> Apply:
+def hooktel_otel(kind: str, **processor: Any) -> Apply:
     """hooktel `HttpInstrumentation` with the SDK (drop exporter unless `exporter=` is given)."""
 
     def apply(app: Any, stack: ExitStack) -> Any:
-        instrument_hooktel(stack, tracer_provider(stack, **processor), fast)
+        instrument_hooktel(stack, tracer_provider(stack, **processor))
         return _HOOK_POINT[kind](app, stack)
 
     return apply
@@ -194,12 +196,12 @@ def _hooktel_otlp_native(kind: str) -> Apply:
     return apply
 
 
-def _ddtrace(app: Any, stack: ExitStack) -> Any:
-    """Datadog's ddtrace on a Starlette app, to the stand-in agent (`ddagent`).
+def _ddtrace() -> None:
+    """Datadog's ddtrace for a Starlette app, to the stand-in agent (`receiver --datadog`).
 
     As its documentation sets it up: `patch(starlette=True)` before the app
-    is made (so the app is made again), no telemetry, remote configuration
-    or runtime metrics (nothing listens for them).
+    is made (it patches `Starlette.__init__` and `Route.__init__`), no telemetry,
+    remote configuration or runtime metrics (nothing listens for them).
     """
     url = os.environ.get(DD_AGENT_ENV)
     if not url:
@@ -216,44 +218,32 @@ def _ddtrace(app: Any, stack: ExitStack) -> Any:
     )
     import ddtrace
 
-    from .apps import starlette_hello
-
     ddtrace.patch(starlette=True)
-    return starlette_hello()
 
 
-def _contrib_asgi(app: Any, stack: ExitStack, sdk: bool = True, metrics: bool = False) -> Any:
+def _contrib_asgi(app: Any, stack: ExitStack, metrics: bool = False) -> Any:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-    # Without the SDK no TracerProvider is passed or set: the API's no-op tracer.
-    provider = tracer_provider(stack) if sdk else None
     meters = meter_provider(stack) if metrics else None  # else the global no-op one
-    return OpenTelemetryMiddleware(app, tracer_provider=provider, meter_provider=meters)
+    return OpenTelemetryMiddleware(
+        app, tracer_provider=tracer_provider(stack), meter_provider=meters
+    )
 
 
 def _contrib_asgi_metrics(app: Any, stack: ExitStack) -> Any:
     return _contrib_asgi(app, stack, metrics=True)
 
 
-def _contrib_wsgi(app: Any, stack: ExitStack, sdk: bool = True) -> Any:
+def _contrib_wsgi(app: Any, stack: ExitStack) -> Any:
     from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
 
-    provider = tracer_provider(stack) if sdk else None
-    return OpenTelemetryMiddleware(app, tracer_provider=provider)
+    return OpenTelemetryMiddleware(app, tracer_provider=tracer_provider(stack))
 
 
 def _contrib_flask(app: Any, stack: ExitStack) -> Any:
     # The contrib WSGI documentation's way for Flask: wrap `app.wsgi_app`.
     app.wsgi_app = _contrib_wsgi(app.wsgi_app, stack)
     return app
-
-
-def _contrib_nosdk_asgi(app: Any, stack: ExitStack) -> Any:
-    return _contrib_asgi(app, stack, sdk=False)
-
-
-def _contrib_nosdk_wsgi(app: Any, stack: ExitStack) -> Any:
-    return _contrib_wsgi(app, stack, sdk=False)
 
 
 def _floor_asgi(app: Any, stack: ExitStack) -> Any:
@@ -287,6 +277,18 @@ def _starlette_own(app: Any, stack: ExitStack) -> Any:
     return app
 
 
+def label(variant: str, source: str) -> str:
+    """A load run's name: the variant's, with the hooktel snapshot it ran on when a run
+    compares several (`--source`)."""
+    return f"{variant}@{source}" if source else variant
+
+
+def unlabel(name: str) -> tuple[str, str]:
+    """The variant and the snapshot a load run's name says (`label`, read back)."""
+    variant, _, source = name.partition("@")
+    return variant, source
+
+
 BASELINE = "bare"
 HOOKTEL_OTEL = "hooktel-otel"
 HOOKTEL_OTLP = "hooktel-otlp"
@@ -301,7 +303,7 @@ VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
         Variant(BASELINE, "the app as it is", dict.fromkeys(_ALL_KINDS, _unchanged)),
-        # issue 3: the hook points
+        # the hook points alone
         Variant(
             "hooktel-idle",
             "hooktel hook point, nothing attached",
@@ -319,21 +321,11 @@ VARIANTS: dict[str, Variant] = {
                 )
             },
         ),
-        Variant(
-            "otel-contrib-nosdk",
-            "opentelemetry-instrumentation-asgi/-wsgi OpenTelemetryMiddleware, no SDK",
-            {"asgi": _contrib_nosdk_asgi, "wsgi": _contrib_nosdk_wsgi},
-        ),
-        # issue 5: spans through the SDK
+        # spans through the SDK
         Variant(
             HOOKTEL_OTEL,
             "hooktel HttpInstrumentation, SDK (fast span path, the default)",
             {kind: hooktel_otel(kind) for kind in _ALL_KINDS},
-        ),
-        Variant(
-            "hooktel-otel-api",
-            "hooktel HttpInstrumentation, SDK, HOOKTEL_OTEL_FAST_PATH=0 (tracer.start_span)",
-            {kind: hooktel_otel(kind, fast=False) for kind in _ALL_KINDS},
         ),
         Variant(
             "otel-contrib",
@@ -357,7 +349,7 @@ VARIANTS: dict[str, Variant] = {
             {"starlette": _hooktel_otlp("starlette"), "asgi": _hooktel_otlp("asgi")},
             needs_receiver=True,
         ),
-        # issue 9: metrics from the same hooks
+        # metrics from the same hooks
         Variant(
             HOOKTEL_METRICS,
             "hooktel HttpInstrumentation, SDK, spans and metrics (meter_provider=)",
@@ -368,7 +360,7 @@ VARIANTS: dict[str, Variant] = {
             "contrib asgi OpenTelemetryMiddleware, SDK, spans and its default metrics",
             {"asgi": _contrib_asgi_metrics, "starlette": _contrib_asgi_metrics},
         ),
-        # issue 10: native export
+        # export over OTLP, and another vendor's tracer
         Variant(
             HOOKTEL_OTLP_NATIVE,
             "hooktel HttpInstrumentation, SDK, OTLPSpanProcessor (native encoding) "
@@ -379,8 +371,9 @@ VARIANTS: dict[str, Variant] = {
         Variant(
             "ddtrace",
             "Datadog ddtrace, patch(starlette=True), to a stand-in agent process",
-            {"starlette": _ddtrace},
+            {"starlette": _unchanged},
             needs_agent=True,
+            before_app=_ddtrace,
         ),
         # A reference, not an instrumentation (`benchmarks/floor.py`): the bound
         # on what anything going through the SDK's sampler and processor can reach.

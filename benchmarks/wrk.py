@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
-from typing import Any
 
+from .results import WrkResult
 from .servers import CLIENT_CORE, pinned
 
 _UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
@@ -16,19 +15,6 @@ _PERCENTILE = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.M
 _TOTAL = re.compile(r"^\s+(\d+) requests in ([\d.]+)(us|ms|s|m|h)", re.MULTILINE)
 _SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
-
-
-@dataclass(frozen=True)
-class WrkResult:
-    requests_per_sec: float
-    requests: int
-    p50_us: float
-    p99_us: float
-    socket_errors: int  # connect + read + write + timeout
-    non_2xx: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class WrkError(RuntimeError):
@@ -42,15 +28,19 @@ def wrk_path() -> str:
     return path
 
 
-def run_wrk(url: str, seconds: int, threads: int = 1, connections: int = 16) -> WrkResult:
+THREADS, CONNECTIONS = 1, 16
+LOAD = f"wrk -t{THREADS} -c{CONNECTIONS}"
+
+
+def run_wrk(url: str, seconds: int) -> WrkResult:
     """Load `url` for `seconds` with wrk --latency; bounded by a subprocess timeout."""
     if not url.startswith("http://127.0.0.1:"):
         raise ValueError(f"only 127.0.0.1 is loaded, not {url}")
     command = pinned(
         [
             wrk_path(),
-            f"-t{threads}",
-            f"-c{connections}",
+            f"-t{THREADS}",
+            f"-c{CONNECTIONS}",
             f"-d{max(seconds, 1)}s",  # wrk takes whole seconds
             "--timeout",
             "5s",

@@ -21,6 +21,7 @@ prints `listening on PORT`).
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import subprocess
 import sys
@@ -42,8 +43,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-
-from benchmarks.receiver import answer, read_export
 
 
 def _value(value: AnyValue) -> Any:
@@ -178,19 +177,35 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real collectors
     server: OtlpReceiver
 
+    def _body(self) -> bytes:
+        """The request body, gunzipped when the exporter compressed it."""
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        return gzip.decompress(body) if self.headers.get("Content-Encoding") == "gzip" else body
+
+    def _reply(
+        self, payload: bytes, content_type: str, status: int = 200, retry_after: str | None = None
+    ) -> None:
+        self.send_response(status)
+        if retry_after is not None:
+            self.send_header("Retry-After", retry_after)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
     def do_POST(self) -> None:
         if self.path == "/v1/metrics":
-            points = decode_metrics(read_export(self, ExportMetricsServiceRequest))
+            points = decode_metrics(ExportMetricsServiceRequest.FromString(self._body()))
             with self.server.lock:
                 self.server.metric_points.extend(points)
             response = ExportMetricsServiceResponse().SerializeToString()
-            answer(self, response, "application/x-protobuf")
+            self._reply(response, "application/x-protobuf")
             return
+        body = self._body()
         if self.path != "/v1/traces":  # logs (the launcher exports them too)
-            self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            answer(self, b"", "application/x-protobuf")
+            self._reply(b"", "application/x-protobuf")
             return
-        request = read_export(self)
+        request = ExportTraceServiceRequest.FromString(body)
         spans = sum(len(scope.spans) for rs in request.resource_spans for scope in rs.scope_spans)
         fault = self.server.next_fault()
         if fault.delay:
@@ -206,25 +221,20 @@ class _Handler(BaseHTTPRequestHandler):
             if 200 <= fault.status < 300:
                 self.server.received.append(request)
                 self.server.count += spans
-        if fault.status == 200:
-            response = ExportTraceServiceResponse()
-            if fault.rejected:
-                response.partial_success.rejected_spans = fault.rejected
-                response.partial_success.error_message = "too old"
-            payload = response.SerializeToString()
-            answer(self, payload, "application/x-protobuf")
+        if fault.status != 200:
+            self._reply(b"", "application/x-protobuf", fault.status, fault.retry_after)
             return
-        self.send_response(fault.status)
-        if fault.retry_after is not None:
-            self.send_header("Retry-After", fault.retry_after)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+        response = ExportTraceServiceResponse()
+        if fault.rejected:
+            response.partial_success.rejected_spans = fault.rejected
+            response.partial_success.error_message = "too old"
+        self._reply(response.SerializeToString(), "application/x-protobuf")
 
     def do_PUT(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         with self.server.lock:
             self.server.fault = Fault(**json.loads(body))
-        answer(self, b"{}", "application/json")
+        self._reply(b"{}", "application/json")
 
     def do_GET(self) -> None:
         data: Any
@@ -233,8 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             with self.server.lock:
                 data = list(self.server.posts) if self.path == "/posts" else self.server.count
-        payload = json.dumps(data).encode()
-        answer(self, payload, "application/json")
+        self._reply(json.dumps(data).encode(), "application/json")
 
     def log_message(self, format: str, *args: object) -> None:
         pass

@@ -46,7 +46,6 @@ from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import hooktel.httpserver
-from benchmarks.apps import answer_lifespan
 from hooktel.asgi import TelemetryMiddleware as AsgiTelemetry
 from hooktel.wsgi import TelemetryMiddleware as WsgiTelemetry
 from tests.support.recorder import LEFT_SET, TAG_HEADER, attach_from_env, served
@@ -90,9 +89,17 @@ def boom() -> None:
 # ---------------------------------------------------------------- ASGI
 
 
+async def _lifespan(receive: Any, send: Any) -> None:
+    """Startup and shutdown, each completed as it comes: the servers need no flag to skip them."""
+    for phase in ("startup", "shutdown"):
+        message = await receive()
+        assert message["type"] == f"lifespan.{phase}", message
+        await send({"type": f"lifespan.{phase}.complete"})
+
+
 async def raw_asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        await answer_lifespan(receive, send)
+        await _lifespan(receive, send)
         return
     path = scope["path"]
     if path == "/boom":
