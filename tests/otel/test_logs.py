@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -366,3 +367,10 @@ def test_loguru_patcher() -> None:
         logger.configure(patcher=None, extra={})
     trace_id, span_id = ids(span)
     assert lines == [f"{trace_id} {span_id} {flags(span)} inside", "0 0 00 outside"]
+
+
+def test_the_entry_point() -> None:
+    [entry] = [
+        e for e in entry_points(group="opentelemetry_instrumentor") if e.name == "hooktel_logging"
+    ]
+    assert entry.load() is LoggingInstrumentation

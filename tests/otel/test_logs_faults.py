@@ -68,9 +68,8 @@ def test_records_made_while_spans_end(records: Records, provider: TracerProvider
 
     provider.add_span_processor(LogsOnEnd())
     tracer = provider.get_tracer("t")
-    with tracer.start_as_current_span("parent") as parent:
-        with tracer.start_as_current_span("child"):
-            pass
+    with tracer.start_as_current_span("parent") as parent, tracer.start_as_current_span("child"):
+        pass
     by_message = {r.getMessage(): stamped(r) for r in records.records}
     assert by_message == {"ending child": ids(parent), "ending parent": ("0", "0")}
 
