@@ -42,6 +42,7 @@ class _Probe:
         self._due: float | None = None  # when the pending probe should run, if one is
         self._worst: float | None = None  # the worst delay since the last reading
         self._timer: asyncio.TimerHandle | None = None
+        self._chain = 0  # which start the pending timer belongs to: a stale one ends there
         self.active = False
         self.attributes: dict[str, Any] = {}
 
@@ -63,31 +64,33 @@ class _Probe:
             return
         with self._lock:
             self._due = monotonic() + self._interval
-        self._timer = loop.call_later(self._interval, self._run)
+        self._timer = loop.call_later(self._interval, self._run, self._chain)
 
-    def _run(self) -> None:
+    def _run(self, chain: int) -> None:
         now = monotonic()
         with self._lock:
-            if self._due is None:  # stopped since it was scheduled
+            if self._due is None or chain != self._chain:  # stopped since it was scheduled
                 return
             self._worst = max(self._worst or 0.0, now - self._due, 0.0)
         self._schedule()
 
     def stop(self) -> None:
         """No more probes (the loop stops running, or `LoopDelay` is removed). The timer
-        is cancelled in the loop's thread (a uvloop timer is not to be touched from
-        another); one that fires all the same finds nothing due and ends there."""
+        is cancelled in the loop's thread, or here when the loop is not running (a uvloop
+        timer is not to be touched from another thread while it runs); one that fires all
+        the same is of an old chain, and ends there."""
         self.active = False
         with self._lock:
             self._due = None
+            self._chain += 1
         timer, self._timer = self._timer, None
         loop = self._loop()
         if timer is None or loop is None or loop.is_closed():
             return
-        if asyncio.events._get_running_loop() is loop:
-            timer.cancel()
-        elif loop.is_running():
+        if loop.is_running() and asyncio.events._get_running_loop() is not loop:
             loop.call_soon_threadsafe(timer.cancel)
+        else:
+            timer.cancel()
 
     def read(self) -> float | None:
         """The worst delay since the last reading (that of a pending probe already late
