@@ -41,6 +41,7 @@ class _Probe:
         self._lock = threading.Lock()
         self._due: float | None = None  # when the pending probe should run, if one is
         self._worst: float | None = None  # the worst delay since the last reading
+        self._latest: float | None = None  # the last probe's, for a reading with none since
         self._timer: asyncio.TimerHandle | None = None
         self._chain = 0  # which start the pending timer belongs to: a stale one ends there
         self.active = False
@@ -71,7 +72,8 @@ class _Probe:
         with self._lock:
             if self._due is None or chain != self._chain:  # stopped since it was scheduled
                 return
-            self._worst = max(self._worst or 0.0, now - self._due, 0.0)
+            self._latest = max(now - self._due, 0.0)
+            self._worst = max(self._worst or 0.0, self._latest)
         self._schedule()
 
     def stop(self) -> None:
@@ -94,10 +96,13 @@ class _Probe:
 
     def read(self) -> float | None:
         """The worst delay since the last reading (that of a pending probe already late
-        included), or None while the loop runs no probe; resets the worst."""
+        included; the last probe's when none ran since, as when two readers collect one
+        after the other), or None before the first probe; resets the worst."""
         now = monotonic()
         with self._lock:
             worst, self._worst = self._worst, None
+            if worst is None:
+                worst = self._latest
             if self._due is not None and now > self._due:
                 worst = max(worst or 0.0, now - self._due)
         return worst
