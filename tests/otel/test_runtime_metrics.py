@@ -170,3 +170,12 @@ def test_the_entry_point() -> None:
         e for e in entry_points(group="opentelemetry_instrumentor") if e.name == "hooktel_runtime"
     ]
     assert entry.load() is RuntimeMetrics
+
+
+def test_nothing_is_reported_once_uninstrumented() -> None:
+    collected = Collected()
+    instrumentation = RuntimeMetrics()
+    instrumentation.instrument(meter_provider=collected.provider)
+    assert collected.collect()
+    instrumentation.uninstrument()
+    assert not any(collected.collect().values())

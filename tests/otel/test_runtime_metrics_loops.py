@@ -226,3 +226,28 @@ def test_uvloop_imported_after_instrumenting() -> None:
     )
     module, delay = result.stdout.split()
     assert module == "uvloop" and 0.4 < float(delay) < 2.0
+
+
+def test_a_wrapper_left_in_a_chain_watches_nothing() -> None:
+    """Another wrapper of `_set_running_loop` installed after hooktel's keeps it in its
+    chain when hooktel uninstruments: it must watch no loop then."""
+    delays = Delays()
+    instrumentation = RuntimeMetrics()
+    instrumentation.instrument(meter_provider=delays.provider, loop_delay_interval=0.01)
+    ours = asyncio.events._set_running_loop
+
+    def another_wrapper(loop: Any) -> None:
+        ours(loop)
+
+    asyncio.events._set_running_loop = another_wrapper
+    try:
+        instrumentation.uninstrument()
+
+        async def probes_pending() -> list[Any]:
+            await asyncio.sleep(0.05)
+            scheduled = asyncio.get_running_loop()._scheduled  # type: ignore[attr-defined]
+            return [h for h in scheduled if not h.cancelled()]
+
+        assert asyncio.run(probes_pending()) == []
+    finally:
+        asyncio.events._set_running_loop = asyncio._set_running_loop  # type: ignore[attr-defined]

@@ -127,6 +127,8 @@ class LoopDelay:
         def _set_running_loop(loop: Any) -> None:
             stopping = asyncio.events._get_running_loop() if loop is None else None
             original(loop)
+            if self._wrapper is not _set_running_loop:  # uninstalled, left in a chain
+                return
             try:
                 if loop is not None:
                     self.watch(loop)

@@ -115,25 +115,11 @@ class GcPauses:
 # -- the instruments
 
 
-def _guarded(
-    read: Callable[[], Iterable[Observation]],
-) -> Callable[[CallbackOptions], Iterable[Observation]]:
-    """A callback that reads nothing rather than raise into the reader (a file of
-    /proc that could not be read, a descriptor limit reached)."""
-
-    def callback(options: CallbackOptions) -> Iterable[Observation]:
-        try:
-            return list(read())
-        except Exception:
-            return []
-
-    return callback
-
-
 class Runtime:
     """The instruments of one `RuntimeMetrics` instrumentation, and what they read."""
 
     def __init__(self, meter: metrics.Meter, loop_delay_interval: float) -> None:
+        self._open = True
         self.pauses = GcPauses()
         self.loops = LoopDelay(loop_delay_interval)
         readings = process_readings()
@@ -141,7 +127,7 @@ class Runtime:
         self._gc(meter)
         meter.create_observable_gauge(
             "asyncio.eventloop.delay.max",
-            [_guarded(self._loop_delays)],
+            [self._guarded(self._loop_delays)],
             unit="s",
             description="The longest an asyncio event loop ran a callback late since the "
             "last collection.",
@@ -152,7 +138,7 @@ class Runtime:
     def _process(self, meter: metrics.Meter, readings: dict[str, Reading]) -> None:
         meter.create_observable_counter(
             "process.cpu.time",
-            [_guarded(_cpu_times)],
+            [self._guarded(_cpu_times)],
             unit="s",
             description="Total CPU seconds broken down by different CPU modes.",
         )
@@ -169,7 +155,7 @@ class Runtime:
             read = readings.get(key)
             if read is not None:
                 meter.create_observable_up_down_counter(
-                    name, [_guarded(_single(read))], unit=unit, description=description
+                    name, [self._guarded(_single(read))], unit=unit, description=description
                 )
 
     def _gc(self, meter: metrics.Meter) -> None:
@@ -196,11 +182,11 @@ class Runtime:
             ),
         ):
             meter.create_observable_counter(
-                name, [_guarded(_gc_stat(key))], unit=unit, description=description
+                name, [self._guarded(_gc_stat(key))], unit=unit, description=description
             )
         meter.create_observable_counter(
             "cpython.gc.pause.time",
-            [_guarded(self._gc_pauses)],
+            [self._guarded(self._gc_pauses)],
             unit="s",
             description="The time collections of a generation took since instrumented.",
         )
@@ -213,7 +199,25 @@ class Runtime:
         for delay, attributes in self.loops.readings():
             yield Observation(delay, attributes)
 
+    def _guarded(
+        self, read: Callable[[], Iterable[Observation]]
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        """A callback that reads nothing once closed (the SDK cannot take an instrument
+        back), and nothing rather than raise into the reader (a file of /proc that could
+        not be read, a descriptor limit reached)."""
+
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            if not self._open:
+                return []
+            try:
+                return list(read())
+            except Exception:
+                return []
+
+        return callback
+
     def close(self) -> None:
+        self._open = False
         self.pauses.uninstall()
         self.loops.uninstall()
 
