@@ -33,7 +33,9 @@ from . import _sdk
 from .loopdelay import DEFAULT_INTERVAL, LoopDelay
 
 _NAME = "hooktel.otel.runtime"
-_SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
+# The conventions these names are from: 1.44 (`process.unix.file_descriptor.count`, not
+# the older `process.open_file_descriptor.count`; `cpu.mode`, not `process.cpu.state`).
+_SCHEMA_URL = "https://opentelemetry.io/schemas/1.44.0"
 GC_GENERATION = "cpython.gc.generation"
 CPU_MODE = "cpu.mode"
 
