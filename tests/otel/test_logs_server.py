@@ -17,7 +17,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from hooktel.otel import LoggingInstrumentation
-from tests.otel.inprocess import server_spans, traced, uvicorn_thread
+from tests.otel.inprocess import server_spans, traced, uvicorn_thread, wait_until
 
 log = logging.getLogger("shop")
 
@@ -88,7 +88,10 @@ def test_every_record_carries_its_requests_span(lines: Lines, fast_path: str) ->
         assert httpx.get(f"{url}/pool").text == "done"
         assert httpx.get(f"{url}/sync").text == "sync"
         assert httpx.get(f"{url}/fails").text == "handled"
-        spans = {span.name: span for span in server_spans(exporter)}
+        ended = wait_until(  # a span ends once the server has sent the whole response
+            lambda: len(found := server_spans(exporter)) == 3 and found, "the three spans"
+        )
+        spans = {span.name: span for span in ended}
     expected: dict[str, Any] = {}
     for route, messages in (
         ("/pool", ("handler", "threadpool")),
