@@ -10,7 +10,8 @@ since the last one, including that of a probe still waiting in a loop blocked no
 Which loops: the one `watch_running()` is called in, and every loop that starts
 running while `LoopDelay` is installed: `asyncio.events._set_running_loop`, which
 every asyncio loop calls as it starts and stops (and uvloop's, when uvloop is
-imported after installing), is wrapped, the one foreign internal of this module.
+imported after installing), is wrapped. That is the one internal of asyncio hooktel
+uses, and this module its one seam.
 A loop is held weakly; a closed one is forgotten.
 """
 
@@ -29,6 +30,14 @@ DEFAULT_INTERVAL = 0.25
 # Where `_set_running_loop` is looked up: asyncio's loops call `events`'; uvloop binds
 # asyncio's own as it is imported.
 _MODULES: tuple[Any, ...] = (asyncio.events, asyncio)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The loop running in this thread, if one is."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class _Probe:
@@ -89,7 +98,7 @@ class _Probe:
         loop = self._loop()
         if timer is None or loop is None or loop.is_closed():
             return
-        if loop.is_running() and asyncio.events._get_running_loop() is not loop:
+        if loop.is_running() and _running_loop() is not loop:
             loop.call_soon_threadsafe(timer.cancel)
         else:
             timer.cancel()
@@ -125,7 +134,7 @@ class LoopDelay:
         original = asyncio.events._set_running_loop
 
         def _set_running_loop(loop: Any) -> None:
-            stopping = asyncio.events._get_running_loop() if loop is None else None
+            stopping = _running_loop() if loop is None else None
             original(loop)
             if self._wrapper is not _set_running_loop:  # uninstalled, left in a chain
                 return
@@ -157,7 +166,7 @@ class LoopDelay:
 
     def watch_running(self) -> None:
         """Watch the loop running in this thread, if one is."""
-        loop = asyncio.events._get_running_loop()
+        loop = _running_loop()
         if loop is not None:
             self.watch(loop)
 
