@@ -7,17 +7,26 @@ no telemetry code in its handlers beyond the child spans it wants.
 sends two requests to A; A calls B with the propagated `traceparent`. Each
 service writes its finished spans as JSON lines; once both have stopped, the
 demo prints each trace as a tree first, then every span, service by service.
+
+Each service also logs one line per request through `logging`, stamped with the
+request's trace and span ids by `LoggingInstrumentation`, and service A reports its
+runtime metrics (`RuntimeMetrics`: memory, CPU, threads, descriptors, the garbage
+collector, its event loop's delay) as it shuts down; the demo prints both after the
+trace.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
 import urllib.request
+from collections.abc import AsyncIterator
 from typing import Any
 
 import demo_metrics
@@ -27,6 +36,11 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 SERVICES = {"service-a": "/items/{item_id}", "service-b": "/answers/{question}"}
+LOG_PREFIX, RUNTIME_PREFIX = "#log ", "#runtime "
+LOG_FORMAT = (
+    LOG_PREFIX + "%(otelServiceName)s trace=%(otelTraceID)s span=%(otelSpanID)s %(message)s"
+)
+log = logging.getLogger("demo")
 
 
 class JsonLines(SpanExporter):
@@ -89,7 +103,7 @@ def serve(service: str, b_url: str) -> None:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from hooktel.otel import HttpInstrumentation
+    from hooktel.otel import HttpInstrumentation, LoggingInstrumentation
 
     provider = provider_for(service)
     tracer = provider.get_tracer("demo")
@@ -98,24 +112,53 @@ def serve(service: str, b_url: str) -> None:
         meter_provider=demo_metrics.meter_provider,
         capture_request_headers=["accept"],
     )
+    LoggingInstrumentation().instrument(tracer_provider=provider, inject_trace_context=True)
+    logging.basicConfig(format=LOG_FORMAT, level=logging.INFO, stream=sys.stdout)
 
     def item(request: Request) -> JSONResponse:  # sync: Starlette runs it in a thread
+        log.info("item %s: asking service B", request.path_params["item_id"])
         with tracer.start_as_current_span("A: ask service B"):
             answer = json.loads(call(tracer, f"{b_url}/answers/everything"))
         return JSONResponse({"item": request.path_params["item_id"], "from_b": answer})
 
     def answer(request: Request) -> JSONResponse:
+        log.info("answering %r", request.path_params["question"])
         with tracer.start_as_current_span("B: look up the answer"):
             return JSONResponse({"question": request.path_params["question"], "answer": 42})
 
     handler = item if service == "service-a" else answer
-    lifespan = demo_metrics.reporting(service)  # its durations, printed as it shuts down
-    app = Starlette(routes=[Route(SERVICES[service], handler)], lifespan=lifespan)
+    app = Starlette(routes=[Route(SERVICES[service], handler)], lifespan=reporting(service))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)  # connections wait in the backlog until uvicorn serves
     print(f"listening {sock.getsockname()[1]}", flush=True)
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+
+
+def reporting(service: str) -> Any:
+    """The lifespan: service A's runtime metrics from its start (instrumented in its
+    running loop, so that loop's delay is measured whichever loop uvicorn picked); as
+    the service shuts down, its durations, then those runtime metrics."""
+    from hooktel.otel import RuntimeMetrics
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        if service == "service-a":
+            RuntimeMetrics().instrument(meter_provider=demo_metrics.meter_provider)
+        async with demo_metrics.reporting(service)(app):
+            yield
+        data = demo_metrics.reader.get_metrics_data()
+        for resource in data.resource_metrics if data else ():
+            for scope in resource.scope_metrics:
+                if scope.scope.name != "hooktel.otel.runtime":
+                    continue
+                for metric in scope.metrics:
+                    for point in metric.data.data_points:
+                        attributes = dict(point.attributes or {})
+                        line = [metric.name, point.value, metric.unit, attributes]
+                        print(RUNTIME_PREFIX + json.dumps([service, *line]), flush=True)
+
+    return lifespan
 
 
 # ---------------------------------------------------------------- the client and the output
@@ -136,11 +179,24 @@ def start(service: str, b_url: str = "") -> tuple[subprocess.Popen[str], str]:
     return process, f"http://127.0.0.1:{first.split()[1]}"
 
 
+LOG_LINES: list[str] = []
+RUNTIME_LINES: list[list[Any]] = []
+
+
 def stop(process: subprocess.Popen[str]) -> list[dict[str, Any]]:
-    """Stop a service (uvicorn shuts down on SIGTERM) and read the spans it wrote."""
+    """Stop a service (uvicorn shuts down on SIGTERM) and read the spans it wrote (and
+    keep its log lines and runtime metrics)."""
     process.send_signal(signal.SIGTERM)
     out, _ = process.communicate(timeout=10)
     demo_metrics.collect(out)
+    LOG_LINES.extend(
+        line[len(LOG_PREFIX) :] for line in out.splitlines() if line.startswith(LOG_PREFIX)
+    )
+    RUNTIME_LINES.extend(
+        json.loads(line[len(RUNTIME_PREFIX) :])
+        for line in out.splitlines()
+        if line.startswith(RUNTIME_PREFIX)
+    )
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
@@ -164,6 +220,14 @@ def main() -> None:
                 f"trace={span['trace_id']} span={span['span_id']} parent={parent:16} "
                 f"{span['kind']:8} {span['name']!r} {json.dumps(span['attributes'])}"
             )
+    print()
+    print("## log lines, each stamped with its request's trace and SERVER span")
+    for line in LOG_LINES:
+        print(f"#   {line}")
+    print("## runtime metrics of service-a, as it shut down")
+    for service, name, value, unit, attributes in RUNTIME_LINES:
+        labels = " ".join(f"{key}={attributes[key]}" for key in sorted(attributes))
+        print(f"#   {service} {name} {value:g} {unit} {labels}".rstrip())
     print()
     for reply in replies:
         print(f"## client got {reply.decode()}")

@@ -24,8 +24,16 @@ from .._registry.instrument import Instrument, InstrumentKind
 
 if TYPE_CHECKING:
     from .export.processor import ExportStats, OTLPSpanProcessor
+    from .logs import LoggingInstrumentation
+    from .runtime import RuntimeMetrics
 
-__all__ = ["ExportStats", "HttpInstrumentation", "OTLPSpanProcessor"]
+__all__ = [
+    "ExportStats",
+    "HttpInstrumentation",
+    "LoggingInstrumentation",
+    "OTLPSpanProcessor",
+    "RuntimeMetrics",
+]
 
 _NAME = "hooktel.otel"
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
@@ -103,4 +111,12 @@ def __getattr__(name: str) -> Any:
         from .export import processor as _otlp_processor
 
         return getattr(_otlp_processor, name)
+    if name == "LoggingInstrumentation":  # and `RuntimeMetrics`: each only where it is used
+        from .logs import LoggingInstrumentation
+
+        return LoggingInstrumentation
+    if name == "RuntimeMetrics":
+        from .runtime import RuntimeMetrics
+
+        return RuntimeMetrics
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
