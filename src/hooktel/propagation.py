@@ -31,7 +31,7 @@ from opentelemetry.trace.span import format_span_id, format_trace_id
 
 from ._http import tracestate as _tracestate
 from ._http.traceparent import parse_traceparent
-from .otel._sdk import RANDOM_TRACE_ID, trace_state_entries
+from .otel._sdk.trace import RANDOM_TRACE_ID, trace_state_entries
 
 __all__ = [
     "KNOWN_TRACE_FLAGS",

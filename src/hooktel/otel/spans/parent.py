@@ -19,7 +19,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from ... import propagation  # a module, read at call time: it imports `_sdk` from here
 from ..._registry.instrument import Attributes
-from .. import _sdk
+from .._sdk import trace as seam
 from .requestspan import untracked
 
 _BAGGAGE_KEY = "http.request.header.baggage"
@@ -28,7 +28,7 @@ _EMPTY = Context()  # immutable: the parent of every request that brings no cont
 
 
 def _members(textmap: TextMapPropagator) -> list[TextMapPropagator]:
-    inner = _sdk.composite_members(textmap)
+    inner = seam.composite_members(textmap)
     if inner is None:
         return [textmap]
     return [member for propagator in inner for member in _members(propagator)]
