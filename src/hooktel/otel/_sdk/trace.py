@@ -2,7 +2,7 @@
 for spans, attributes, propagators and the SDK's configurator, what it is for, and where
 the versions `FLOOR` to `NEWEST` (see the package) differ.
 
-The tracer (`sdk_tracer`, the fast span path's input):
+The tracer (`sdk_tracer`, the fast span path's input; a `ProxyTracer`'s `_real_tracer`):
 - `Tracer.sampler`, `id_generator`, `resource`, `span_processor` (public) and
   `_span_limits`, `_instrumentation_scope`: what a span of the tracer shares (all versions);
 - `Tracer._is_enabled` (`enabled_check`), `Tracer._tracer_metrics` (`tracer_metrics`, the
@@ -49,7 +49,14 @@ from . import SPAN_KEY
 RANDOM_TRACE_ID: int = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
 """The W3C Level 2 random-trace-id flag where the API knows it (1.42+), else 0."""
 
-_TRACER_FIELDS = ("sampler", "id_generator", "resource", "span_processor", "_span_limits")
+_TRACER_FIELDS = (
+    "sampler",
+    "id_generator",
+    "resource",
+    "span_processor",
+    "_span_limits",
+    "_instrumentation_scope",
+)
 READABLE_FIELDS = (
     "_name",
     "_context",
@@ -65,7 +72,9 @@ READABLE_FIELDS = (
     "_start_time",
     "_end_time",
 )
-"""The fields `ReadableSpan`'s properties read; `RequestSpan` sets them without its constructor."""
+"""The fields `ReadableSpan`'s properties read. `RequestSpan` keeps its state in them without
+calling `ReadableSpan`'s constructor, and uses no other private name of `ReadableSpan`
+(tests/otel/test_sdk_seam.py); the OTLP encoder reads them directly."""
 
 
 def _readable_layout() -> bool:
