@@ -24,8 +24,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from hooktel import _core
 from hooktel.otel import _sdk
-from hooktel.otel._sdk import Stream
-from hooktel.otel.metrics import histograms as _histograms
+from hooktel.otel._sdk.metrics import Stream, span_context_layout
+from hooktel.otel.metrics import aggregator_py
 from hooktel.otel.metrics import streamtable as _streamtable
 
 compiled = _core.load("hooktel.otel.metrics.aggregator")
@@ -53,19 +53,22 @@ def _recorders(table_c: Any, table_py: Any) -> tuple[Any, Any]:
     assert compiled is not None
     var = _sdk.context_var()
     assert var is not None
-    span_context_type, flags_index = _sdk.span_context_layout()
-    c = compiled.Recorder(
-        table_c.series,
-        table_c.bounds,
-        table_c.admit,
-        table_c.lock,
-        var,
-        _sdk.SPAN_KEY,
-        span_context_type,
-        flags_index,
-        table_c.min_max,
-    )
-    return c, _histograms._fused_py(table_py, var.get)
+    span_context_type, flags_index = span_context_layout()
+
+    def recorder(make: Any, table: Any) -> Any:
+        return make(
+            table.series,
+            table.bounds,
+            table.admit,
+            table.lock,
+            var,
+            _sdk.SPAN_KEY,
+            span_context_type,
+            flags_index,
+            table.min_max,
+        )
+
+    return recorder(compiled.Recorder, table_c), recorder(aggregator_py.Recorder, table_py)
 
 
 @contextmanager

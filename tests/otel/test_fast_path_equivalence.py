@@ -149,7 +149,7 @@ def _normal(span: ReadableSpan) -> dict[str, Any]:
     }
 
 
-def _run(fast_path: str) -> tuple[list[dict[str, Any]], list[Any], list[Any]]:
+def run_requests(fast_path: str) -> tuple[list[dict[str, Any]], list[Any], list[Any]]:
     os.environ[FAST_PATH_ENV] = fast_path
     sampler, processor, exporter = RecordingSampler(), RecordingProcessor(), InMemorySpanExporter()
     provider = TracerProvider(
@@ -187,8 +187,8 @@ def _run(fast_path: str) -> tuple[list[dict[str, Any]], list[Any], list[Any]]:
 def test_fast_path_is_indistinguishable_from_the_sdk_path() -> None:
     previous = os.environ.get(FAST_PATH_ENV)
     try:
-        fast = _run("1")
-        ordinary = _run("0")
+        fast = run_requests("1")
+        ordinary = run_requests("0")
     finally:
         if previous is None:
             os.environ.pop(FAST_PATH_ENV, None)

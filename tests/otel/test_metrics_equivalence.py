@@ -26,7 +26,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pytest
@@ -183,8 +183,8 @@ def config(request: pytest.FixtureRequest) -> dict[str, Any]:
     return CONFIGS[request.param]
 
 
-@pytest.fixture
-def both_ways(config: dict[str, Any]) -> Iterator[tuple[Any, Any, Any]]:
+@contextmanager
+def recorded_both_ways(config: dict[str, Any]) -> Iterator[tuple[Any, Any, Any]]:
     """(served app, reference readers, hooktel readers): every request recorded both ways."""
     with ExitStack() as stack:
         reference_provider, reference_readers = _provider(config, stack)
@@ -198,9 +198,14 @@ def both_ways(config: dict[str, Any]) -> Iterator[tuple[Any, Any, Any]]:
         yield served, reference_readers, readers
 
 
-def test_the_same_data_as_the_sdk_recording_each_request(
-    both_ways: tuple[Any, Any, Any], config: dict[str, Any]
-) -> None:
+@pytest.fixture
+def both_ways(config: dict[str, Any]) -> Iterator[tuple[Any, Any, Any]]:
+    with recorded_both_ways(config) as recorded:
+        yield recorded
+
+
+def same_data_each_round(both_ways: tuple[Any, Any, Any], config: dict[str, Any]) -> None:
+    """Rounds of requests, after each of which both ways' readers collect the same data."""
     served, reference_readers, readers = both_ways
     for round_number in range(ROUNDS):
         run_workload(served)
@@ -217,6 +222,12 @@ def test_the_same_data_as_the_sdk_recording_each_request(
         if not config.get("views") and config.get("exemplar_filter") is not AlwaysOffExemplarFilter:
             durations = expected[(SCOPE[0], DURATION)]["points"]
             assert any(p["exemplars"] for p in durations), "the workload made no exemplar"
+
+
+def test_the_same_data_as_the_sdk_recording_each_request(
+    both_ways: tuple[Any, Any, Any], config: dict[str, Any]
+) -> None:
+    same_data_each_round(both_ways, config)
 
 
 def test_exemplars_point_at_the_server_span_of_their_request() -> None:

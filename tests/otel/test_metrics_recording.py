@@ -335,7 +335,7 @@ def test_excluded_urls_are_not_recorded(reader: InMemoryMetricReader) -> None:
 def test_a_failing_handover_is_logged_and_the_collection_goes_on(
     reader: InMemoryMetricReader, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hooktel.otel import _sdk
+    from hooktel.otel._sdk import metrics as seam
 
     def broken(match: object, series: object) -> None:
         raise RuntimeError("the SDK changed under us")
@@ -343,7 +343,7 @@ def test_a_failing_handover_is_logged_and_the_collection_goes_on(
     with metered(meter_provider=_provider(reader), opt_in_metrics=[ACTIVE_REQUESTS]) as served:
         served.get("/items/1")
         served.wait_for(1)
-        monkeypatch.setattr(_sdk, "_feed", broken)
+        monkeypatch.setattr(seam, "_feed", broken)
         names = {name for _, name in points(reader.get_metrics_data())}
     assert names == {ACTIVE_REQUESTS}  # what the SDK recorded itself still goes out
     assert "could not be handed to the OpenTelemetry SDK" in caplog.text

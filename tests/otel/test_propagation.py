@@ -39,7 +39,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, Trace
 import hooktel
 import hooktel.httpserver
 from hooktel._http import tracestate as _tracestate
-from hooktel.otel import _sdk
+from hooktel.otel._sdk import trace as seam
 from hooktel.propagation import (
     TraceContextPropagator,
     W3CTraceState,
@@ -53,7 +53,7 @@ TP01 = f"00-{TRACE_ID}-{SPAN_ID}-01"
 TP00 = f"00-{TRACE_ID}-{SPAN_ID}-00"
 OUTGOING = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 PROPAGATOR = TraceContextPropagator()
-KEPT_FLAGS = 0x01 | _sdk.RANDOM_TRACE_ID  # sampled, and random-trace-id where the API has it
+KEPT_FLAGS = 0x01 | seam.RANDOM_TRACE_ID  # sampled, and random-trace-id where the API has it
 
 Headers = tuple[tuple[str, str], ...]
 

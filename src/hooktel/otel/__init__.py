@@ -63,8 +63,8 @@ class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
 
     def _instrument(self, **kwargs: Any) -> None:
         # Imported here, not above: `hooktel.propagation` (an OpenTelemetry propagator entry
-        # point, loaded while `opentelemetry.propagate` itself imports) needs `._sdk` from
-        # this package, and `._spans` imports `opentelemetry.propagate`.
+        # point, loaded while `opentelemetry.propagate` itself imports) imports this package,
+        # and `.spans` imports `opentelemetry.propagate`, which would not be ready yet.
         from ._config import Config
         from .metrics.instrument import ServerMetrics
         from .spans.server import ServerSpans

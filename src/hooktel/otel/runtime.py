@@ -29,7 +29,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from .. import __version__
-from . import _sdk
+from ._sdk import metrics as metrics_seam
 from .loopdelay import DEFAULT_INTERVAL, LoopDelay
 
 _NAME = "hooktel.otel.runtime"
@@ -266,7 +266,7 @@ class RuntimeMetrics(BaseInstrumentor):  # type: ignore[misc]
 
     def _instrument(self, **kwargs: Any) -> None:
         provider = kwargs.get("meter_provider") or metrics.get_meter_provider()
-        if not _sdk.is_configured(provider):
+        if not metrics_seam.is_configured(provider):
             return
         meter = provider.get_meter(_NAME, __version__, schema_url=_SCHEMA_URL)
         if isinstance(meter, metrics.NoOpMeter):  # a disabled or shut-down SDK

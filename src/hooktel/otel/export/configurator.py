@@ -23,7 +23,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from .. import _sdk
+from .._sdk import trace as seam
 from .processor import OTLPSpanProcessor
 
 NAME = "hooktel_otlp"
@@ -32,7 +32,7 @@ TRACES_EXPORTER_ENV = "OTEL_TRACES_EXPORTER"
 REPLACED = frozenset({"otlp", "otlp_proto_http"})
 
 
-_SDKConfigurator: Any = _sdk.sdk_configurator()
+_SDKConfigurator: Any = seam.sdk_configurator()
 
 
 class OTLPConfigurator(_SDKConfigurator):  # type: ignore[misc]
@@ -40,7 +40,7 @@ class OTLPConfigurator(_SDKConfigurator):  # type: ignore[misc]
 
     def _configure(self, **kwargs: Any) -> None:
         if os.environ.get(CONFIGURATOR_ENV, "").strip() != NAME:
-            _sdk.configure_sdk(self, **kwargs)
+            seam.configure_sdk(self, **kwargs)
             return
         names = [
             name.strip()
@@ -51,7 +51,7 @@ class OTLPConfigurator(_SDKConfigurator):  # type: ignore[misc]
         previous = os.environ.get(TRACES_EXPORTER_ENV)
         os.environ[TRACES_EXPORTER_ENV] = ",".join(kept) or "none"  # what the SDK still sets up
         try:
-            _sdk.configure_sdk(self, **kwargs)
+            seam.configure_sdk(self, **kwargs)
         finally:
             if previous is None:
                 del os.environ[TRACES_EXPORTER_ENV]

@@ -6,10 +6,10 @@ context API, and walks readers, views and attribute sets under locks, for every
 request. What a histogram point needs is far less: one bucket count, the sum,
 min and max, and per bucket the last exemplar. `AggregatedHistogram` keeps
 exactly that, per metric stream (each reader's each view) and attribute set,
-behind one lock per stream, and `_sdk.before_collect` hands it to the SDK's
+behind one lock per stream, and `_sdk.metrics.before_collect` hands it to the SDK's
 own aggregations right before the SDK collects them, so every reader and
 exporter sees what it would have seen had each request been recorded one by
-one. Where that cannot be exact (`_sdk.histogram_streams` says when), the
+one. Where that cannot be exact (`_sdk.metrics.histogram_streams` says when), the
 measurements go to `Histogram.record()` instead (`SdkHistogram`).
 """
 
@@ -19,7 +19,6 @@ import contextvars
 import os
 import threading
 import weakref
-from bisect import bisect_left
 from collections.abc import Callable
 from time import time_ns
 from typing import Any, cast
@@ -28,9 +27,11 @@ from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
 
 from ... import _core
-from .. import _sdk
-from .._sdk import ExemplarRule, Stream
-from .streamtable import COUNTS, EXEMPLARS, MAX, MIN, SUM, Key, StreamTable, attributes_of
+from .. import _sdk as _shared
+from .._sdk import metrics as seam
+from .._sdk.metrics import ExemplarRule, Stream
+from . import aggregator_py
+from .streamtable import Key, StreamTable, attributes_of
 
 Record = Callable[[float, Key], None]
 
@@ -64,11 +65,11 @@ class AggregatedHistogram:
         self._names = names
         self._tables: tuple[StreamTable, ...] = ()
         self._fallback: SdkHistogram | None = None  # set once a reader needs the SDK's record()
-        self._enabled = _sdk.watch_enabled(instrument, self._switch)
-        self._rule, self._filter = _sdk.exemplar_filter(provider)
-        self._context_var = _sdk.context_var()
+        self._enabled = seam.watch_enabled(instrument, self._switch)
+        self._rule, self._filter = seam.exemplar_filter(provider)
+        self._context_var = _shared.context_var()
         self._install(streams)
-        _sdk.watch_readers(instrument, self._readers_changed)
+        seam.watch_readers(instrument, self._readers_changed)
         _ALL.add(self)
 
     @classmethod
@@ -79,7 +80,7 @@ class AggregatedHistogram:
         with _created_lock:
             found = _created.get(instrument)
             if found is None:
-                streams = _sdk.histogram_streams(instrument)
+                streams = seam.histogram_streams(instrument)
                 if streams is None:
                     return None
                 found = _created[instrument] = cls(instrument, names, provider, streams)
@@ -98,13 +99,13 @@ class AggregatedHistogram:
         tables = []
         for stream in streams:
             table = known.get(id(stream.match)) or StreamTable(stream, self._names)
-            _sdk.before_collect(stream, table.drain)
+            seam.before_collect(stream, table.drain)
             tables.append(table)
         self._tables = tuple(tables)
         self._refresh()
 
     def _readers_changed(self) -> None:
-        streams = _sdk.histogram_streams(self._instrument)
+        streams = seam.histogram_streams(self._instrument)
         if streams is None:
             # A new reader aggregates in a way hooktel cannot: the SDK records from now
             # on; what the tables hold still goes out at the next collections.
@@ -170,58 +171,24 @@ def _nothing(value: float, key: Key) -> None:
 
 
 def _fused(table: StreamTable, context_var: contextvars.ContextVar[Any]) -> Record:
-    """The record function of the default configuration: the compiled `Recorder` of
-    `hooktel.otel.metrics.aggregator`, or its Python twin `_fused_py`."""
-    if _compiled is not None:
-        span_context_type, flags_index = _sdk.span_context_layout()
-        return cast(
-            Record,
-            _compiled.Recorder(
-                table.series,
-                table.bounds,
-                table.admit,
-                table.lock,
-                context_var,
-                _sdk.SPAN_KEY,
-                span_context_type,
-                flags_index,
-                table.min_max,
-            ),
-        )
-    return _fused_py(table, context_var.get)
-
-
-def _fused_py(table: StreamTable, get_context: Callable[[], Any]) -> Record:
-    """`StreamTable.add` and the trace-based exemplar filter in one function, with every
-    name it uses local: the per-request path of the default configuration."""
-    series_by_key, bounds, admit, lock = table.series, table.bounds, table.admit, table.lock
-    min_max, span_key = table.min_max, _sdk.SPAN_KEY
-
-    def record(value: float, key: Key) -> None:
-        context = None
-        span = get_context().get(span_key)
-        if span is not None:
-            context = span.get_span_context()
-            if not context.trace_flags & 1:  # not sampled
-                context = None
-        lock.acquire()
-        try:
-            series = series_by_key.get(key) or admit(key)
-            series[SUM] += value
-            bucket = bisect_left(bounds, value)
-            series[COUNTS + bucket] += 1
-            if min_max:
-                # Comparisons, not min() and max(): a builtin call costs ~50 ns more.
-                if value < series[MIN]:  # noqa: PLR1730
-                    series[MIN] = value
-                if value > series[MAX]:  # noqa: PLR1730
-                    series[MAX] = value
-            if context is not None:  # as in `StreamTable.add`
-                series[EXEMPLARS][bucket] = (value, time_ns(), key, context)
-        finally:
-            lock.release()
-
-    return record
+    """The record function of the default configuration: `Recorder` of the compiled
+    `hooktel.otel.metrics.aggregator`, or of its Python twin `aggregator_py`."""
+    span_context_type, flags_index = seam.span_context_layout()
+    recorder = aggregator_py.Recorder if _compiled is None else _compiled.Recorder
+    return cast(
+        Record,
+        recorder(
+            table.series,
+            table.bounds,
+            table.admit,
+            table.lock,
+            context_var,
+            _shared.SPAN_KEY,
+            span_context_type,
+            flags_index,
+            table.min_max,
+        ),
+    )
 
 
 _created: weakref.WeakKeyDictionary[Any, AggregatedHistogram] = weakref.WeakKeyDictionary()

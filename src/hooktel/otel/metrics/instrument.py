@@ -24,7 +24,7 @@ from typing import Any, cast
 from opentelemetry import metrics
 
 from ..._registry.instrument import Attributes, Instrument, InstrumentKind
-from .. import _sdk
+from .._sdk import metrics as seam
 from ..spans import fastpath as _fastpath
 from .histograms import AggregatedHistogram, SdkHistogram
 from .streamtable import Key
@@ -136,7 +136,7 @@ class ServerMetrics:
         """
         opt_in = opt_in_from(kwargs)
         provider = kwargs.get("meter_provider") or metrics.get_meter_provider()
-        if not _sdk.is_configured(provider):
+        if not seam.is_configured(provider):
             return None
         name, version, schema_url = scope
         meter = provider.get_meter(name, version, schema_url=schema_url)

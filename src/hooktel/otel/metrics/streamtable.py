@@ -1,9 +1,9 @@
 """What one metric stream aggregated since the SDK last collected it, per attribute set.
 
-A stream is one view of a histogram in one reader (see `_sdk.Stream`). Its
+A stream is one view of a histogram in one reader (see `_sdk.metrics.Stream`). Its
 table maps each attribute set it keeps to a series: what `Histogram.record()`
 would have accumulated in the SDK's aggregation for that set, and `drain()`
-hands the series over, ready for `_sdk.before_collect` to feed to the SDK.
+hands the series over, ready for `_sdk.metrics.before_collect` to feed to the SDK.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from bisect import bisect_left
 from time import time_ns
 from typing import Any
 
-from .. import _sdk
-from .._sdk import Series, Stream
+from .._sdk import metrics as seam
+from .._sdk.metrics import Series, Stream
 
 Key = tuple[Any, ...]
 """Attribute values in the order of the histogram's attribute names; None when absent."""
@@ -114,7 +114,7 @@ class StreamTable:
 
     def _handover(self, key: Key, series: SeriesList) -> Series:
         if key is OVERFLOW:
-            attributes = dict(_sdk.OVERFLOW_ATTRIBUTES)
+            attributes = dict(seam.OVERFLOW_ATTRIBUTES)
         elif self.positions is None:
             attributes = attributes_of(key, self.names)
         else:

@@ -29,7 +29,7 @@ from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import SpanKind, TraceFlags
 
-from .. import _sdk
+from .._sdk import trace as seam
 from .requestspan import RequestSpan, span_class, untracked
 
 ENV_FAST_PATH = "HOOKTEL_OTEL_FAST_PATH"
@@ -40,7 +40,7 @@ _PASS_THROUGH_SAMPLERS = (
     sampling.TraceIdRatioBased,
     sampling.ParentBased,
 )
-_RANDOM_TRACE_ID = _sdk.RANDOM_TRACE_ID
+_RANDOM_TRACE_ID = seam.RANDOM_TRACE_ID
 # The four trace flags a span can start with: _FLAGS[sampled][random trace id].
 _FLAGS = (
     (TraceFlags(TraceFlags.DEFAULT), TraceFlags(TraceFlags.DEFAULT | _RANDOM_TRACE_ID)),
@@ -65,18 +65,18 @@ class FastSpans:
     def __init__(self, tracer: sdk_trace.Tracer) -> None:
         self._tracer = tracer
         self._trusted_sampler = type(tracer.sampler) in _PASS_THROUGH_SAMPLERS
-        self._default_sampler = _sdk.is_default_sampler(tracer.sampler)
+        self._default_sampler = seam.is_default_sampler(tracer.sampler)
         # What older or newer SDKs may lack, looked up once.
-        self._is_enabled = _sdk.enabled_check(tracer)
-        self._metrics: Any = _sdk.tracer_metrics(tracer)
-        self._random_ids = _sdk.is_trace_id_random(tracer)
-        self._bits = _sdk.random_bits(tracer)
-        self._span_class = span_class(tracer, _sdk.on_ending(tracer))
+        self._is_enabled = seam.enabled_check(tracer)
+        self._metrics: Any = seam.tracer_metrics(tracer)
+        self._random_ids = seam.is_trace_id_random(tracer)
+        self._bits = seam.random_bits(tracer)
+        self._span_class = span_class(tracer, seam.on_ending(tracer))
 
     @classmethod
     def for_tracer(cls, tracer: trace_api.Tracer) -> FastSpans | None:
         """A fast path for `tracer`, or None when it is not an SDK tracer this one knows."""
-        real = _sdk.sdk_tracer(tracer)
+        real = seam.sdk_tracer(tracer)
         return None if real is None else cls(real)
 
     def start(
@@ -106,7 +106,7 @@ class FastSpans:
         else:
             trace_id = parent_context.trace_id
             random_trace_id = bool(parent_context.trace_flags & _RANDOM_TRACE_ID)
-        if self._default_sampler:  # its decision, without the call: see _sdk.is_default_sampler
+        if self._default_sampler:  # its decision, without the call: see seam.is_default_sampler
             sampled = parent_context is None or parent_context.trace_flags.sampled
             trace_state = None if parent_context is None else parent_context.trace_state
             decided = _RECORD_AND_SAMPLE if sampled else _DROP

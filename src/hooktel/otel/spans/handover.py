@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import _sdk
+from .._sdk import trace as seam
 
 _last: tuple[object, bool] = ((), False)  # the provider's processors last seen, and the answer
 
@@ -20,7 +20,7 @@ _last: tuple[object, bool] = ((), False)  # the provider's processors last seen,
 def takes_request_spans(span_processor: Any) -> bool:
     """True when every processor behind `span_processor` (the provider's) takes a RequestSpan."""
     global _last  # noqa: PLW0603 - a one-entry cache: the processors change only when added
-    processors = _sdk.span_processors(span_processor)
+    processors = seam.span_processors(span_processor)
     seen, answer = _last
     if processors is seen:
         return answer

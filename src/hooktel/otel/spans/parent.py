@@ -17,9 +17,9 @@ from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from ... import propagation  # a module, read at call time: it imports `_sdk` from here
 from ..._registry.instrument import Attributes
-from .. import _sdk
+from .. import tracecontext
+from .._sdk import trace as seam
 from .requestspan import untracked
 
 _BAGGAGE_KEY = "http.request.header.baggage"
@@ -28,7 +28,7 @@ _EMPTY = Context()  # immutable: the parent of every request that brings no cont
 
 
 def _members(textmap: TextMapPropagator) -> list[TextMapPropagator]:
-    inner = _sdk.composite_members(textmap)
+    inner = seam.composite_members(textmap)
     if inner is None:
         return [textmap]
     return [member for propagator in inner for member in _members(propagator)]
@@ -44,7 +44,7 @@ class ParentExtractor:
     def _configure(self, textmap: TextMapPropagator) -> None:
         self._textmap = textmap
         members = _members(textmap)
-        w3c = (TraceContextTextMapPropagator, propagation.TraceContextPropagator)
+        w3c = (TraceContextTextMapPropagator, tracecontext.TraceContextPropagator)
         self._w3c = all(isinstance(m, (*w3c, W3CBaggagePropagator)) for m in members)
         self._baggage = any(isinstance(m, W3CBaggagePropagator) for m in members)
         if self._w3c:
@@ -66,7 +66,7 @@ class ParentExtractor:
         ctx = _EMPTY
         trace_id = attrs.get("trace.parent.trace_id")
         if trace_id is not None:
-            parent = propagation.span_context_from_parent(
+            parent = tracecontext.span_context_from_parent(
                 trace_id,
                 attrs["trace.parent.span_id"],
                 attrs["trace.parent.trace_flags"],

@@ -8,7 +8,7 @@ links or attributes of its own, which then take the SDK's validating route
 (`BoundedAttributes`, `BoundedList`, the same span limits). It subclasses
 `ReadableSpan` like the SDK's `Span` does, so span processors see the same
 read interface in `on_start`, and get a genuine `ReadableSpan` in `on_end`.
-The fields it sets are `ReadableSpan`'s own (`_sdk.READABLE_FIELDS`); the fast
+The fields it sets are `ReadableSpan`'s own (`_sdk.trace.READABLE_FIELDS`); the fast
 path is only used where the SDK keeps that layout.
 """
 
@@ -31,7 +31,7 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ... import _core
-from .. import _sdk
+from .._sdk import trace as seam
 from .handover import takes_request_spans
 
 logger = logging.getLogger(__name__)
@@ -65,11 +65,9 @@ def span_class(tracer: Any, on_ending: Callable[[Any], None] | None) -> type[Req
     attributes of a subclass made for that tracer, where `ReadableSpan`'s
     properties find them: a span sets only what is its own.
     """
-    limits = _sdk.span_limits(tracer)
+    limits = seam.span_limits(tracer)
     shared: dict[str, Any] = {
-        "_resource": tracer.resource,
-        "_instrumentation_info": tracer.instrumentation_info,
-        "_instrumentation_scope": _sdk.instrumentation_scope(tracer),
+        **seam.tracer_fields(tracer),
         "_limits": limits,
         "_span_processor": tracer.span_processor,
         "_on_ending": on_ending,
@@ -142,7 +140,7 @@ class RequestSpan(trace_api.Span, ReadableSpan):
             if type(current) is dict and len(current) + len(attributes) <= self._plain_max:
                 current.update(attributes)
             else:
-                _sdk.set_items(self._as_bounded(), attributes)
+                seam.set_items(self._as_bounded(), attributes)
 
     def _bounded(self) -> BoundedAttributes:
         return BoundedAttributes(
@@ -171,7 +169,7 @@ class RequestSpan(trace_api.Span, ReadableSpan):
             if self._end_time is not None:
                 logger.warning("Setting attribute on ended span.")
                 return
-            _sdk.set_items(self._as_bounded(), attributes)
+            seam.set_items(self._as_bounded(), attributes)
 
     def set_attribute(self, key: str, value: Any) -> None:
         self.set_attributes({key: value})
@@ -266,7 +264,7 @@ class RequestSpan(trace_api.Span, ReadableSpan):
                 return
             self._end_time = end_time if end_time is not None else time.time_ns()
             if type(self._attributes) is not dict:
-                _sdk.freeze(self._attributes)  # type: ignore[arg-type]
+                seam.freeze(self._attributes)  # type: ignore[arg-type]
         if self._record_end_metrics is not None:
             self._record_end_metrics()
         if self._on_ending is not None:

@@ -21,7 +21,7 @@ from ..._registry.errors import report_hook_error
 from ..._registry.instrument import Attributes
 from .. import _sdk
 from .._config import Config
-from .._sdk import restore_context, span_attacher
+from .._sdk.trace import restore_context, span_attacher
 from .._semconv import with_old_names
 from . import fastpath as _fastpath
 from .borrowed import BorrowedSpan

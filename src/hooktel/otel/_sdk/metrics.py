@@ -1,307 +1,60 @@
-"""Every use hooktel makes of the OpenTelemetry API's and SDK's private parts, in one place.
+"""The seam to OpenTelemetry's metric internals: histograms aggregated by hooktel and handed
+to the SDK's own aggregations when it collects (used by `metrics.histograms`,
+`metrics.streamtable` and `metrics.instrument`).
 
-Tested with opentelemetry-api and -sdk from `FLOOR` (the floor pyproject.toml
-declares; `scripts/test.sh` runs tests/otel against it) to `NEWEST` (the pin of
-requirements-dev.txt). Outside that range each accessor degrades rather than
-fails: what a version lacks is looked up once and left out, and the fast
-span path (`spans.fastpath`) turns itself off for an SDK whose tracer or
-`ReadableSpan` is not laid out as below, so requests take the ordinary API path.
+The SDK keeps, per metric reader, one `MetricReaderStorage`; in it, per instrument,
+one `_ViewInstrumentMatch` per matching view (a metric *stream*); in that, per
+attribute set, one aggregation. `Histogram.record()` builds a `Measurement`, asks
+the exemplar filter, and walks that whole tree for every measurement. hooktel
+aggregates on its side instead, one table per stream, and right before the SDK
+collects a stream, adds what it aggregated to the stream's aggregations, as if each
+measurement had been recorded there: bucket counts, sum, min and max, the start
+time the first measurement would have given, and the exemplar each bucket's
+reservoir would hold.
 
-What 1.28 lacks and the newest SDK has, and how it is met here:
-- `TraceFlags.RANDOM_TRACE_ID` (1.42): 0 before, so no such flag is set or kept;
-- `BoundedAttributes._set_items` (1.43): attributes set one by one before, as
-  the SDK's own `set_attributes` then did;
-- `Tracer._is_enabled`, `Tracer._tracer_metrics` and the span processor's
-  `_on_ending`: not called where absent.
+The private names, what each is for, and where `FLOOR` to `NEWEST` differ:
+- the API's `_ProxyMeterProvider` (`is_configured`: the global stand-in; all versions);
+- `opentelemetry.sdk.metrics._internal.*`: `_Histogram`, `_DropAggregation`,
+  `DefaultAggregation`, `_ExplicitBucketHistogramAggregation`, the exemplar filters and
+  `AlignedHistogramBucketExemplarReservoir` (what `histogram_streams` recognises; all
+  versions), `_hash_attributes` (1.45+: the stream's attribute-set keys);
+- the provider's `_sdk_config.exemplar_filter` (`exemplar_filter`);
+- the instrument's `_measurement_consumer`, its `_reader_storages` and their
+  `_get_or_init_view_instrument_match` (the streams; all versions), its
+  `add_metric_reader`/`remove_metric_reader` (1.44+: `watch_readers`; none to watch
+  before) and `_meter_config` (`watch_enabled`; absent from 1.28, where a meter is always enabled);
+- a stream's `_MATCH_FIELDS` (all versions) and `_LIMITED_MATCH_FIELDS` (1.45+: a
+  cardinality limit, delta streams that forget their attribute sets; before, keyed by
+  `frozenset(attributes.items())`, no limit, `_aggregation_of` makes the aggregation);
+- an aggregation's `_AGGREGATION_FIELDS` and its reservoir's `offer` (`_feed`).
 
-The metrics section (at the end) reaches into the SDK's metric streams; where an
-SDK's are laid out otherwise (`histogram_streams` checks), the metrics are
-recorded with the SDK's own `Histogram.record()`.
+Where any of these is not found (`INTERNALS_FOUND`, or `histogram_streams`' checks on one
+instrument), `histogram_streams` says None and the SDK's own `Histogram.record()` records.
 """
 
 from __future__ import annotations
 
-import contextvars
 import importlib
 import logging
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from time import time_ns
 from typing import Any
 
-from opentelemetry import context as context_api
 from opentelemetry import trace
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.metrics._internal import _ProxyMeterProvider
-from opentelemetry.sdk import trace as sdk_trace
-from opentelemetry.sdk.trace import sampling as sdk_sampling
-from opentelemetry.trace import TraceFlags, TraceState
-from opentelemetry.trace.propagation import _SPAN_KEY
 
-FLOOR = "1.28.0"
-NEWEST = "1.45.2"
-
-RANDOM_TRACE_ID: int = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
-"""The W3C Level 2 random-trace-id flag where the API knows it (1.42+), else 0."""
-
-_TRACER_FIELDS = ("sampler", "id_generator", "resource", "span_processor", "_span_limits")
-READABLE_FIELDS = (
-    "_name",
-    "_context",
-    "_parent",
-    "_kind",
-    "_resource",
-    "_attributes",
-    "_events",
-    "_links",
-    "_instrumentation_info",
-    "_instrumentation_scope",
-    "_status",
-    "_start_time",
-    "_end_time",
-)
-"""The fields `ReadableSpan`'s properties read; `RequestSpan` sets them without its constructor."""
-
-
-def _readable_layout() -> bool:
-    """True when `ReadableSpan` keeps what its properties read in `READABLE_FIELDS`."""
-    span = sdk_trace.ReadableSpan("probe")
-    return all(hasattr(span, field) for field in READABLE_FIELDS)
-
-
-READABLE_LAYOUT = _readable_layout()
-
-
-def sdk_tracer(tracer: trace.Tracer) -> sdk_trace.Tracer | None:
-    """The SDK `Tracer` behind `tracer` (a resolved `ProxyTracer` included), if the fast
-    path knows its layout; else None."""
-    real = getattr(tracer, "_real_tracer", None) or tracer
-    if type(real) is not sdk_trace.Tracer or not READABLE_LAYOUT:
-        return None
-    if not all(hasattr(real, field) for field in _TRACER_FIELDS):
-        return None
-    return real
-
-
-def span_limits(tracer: sdk_trace.Tracer) -> sdk_trace.SpanLimits:
-    limits: sdk_trace.SpanLimits = tracer._span_limits
-    return limits
-
-
-def instrumentation_scope(tracer: sdk_trace.Tracer) -> Any:
-    return tracer._instrumentation_scope
-
-
-def is_default_sampler(sampler: Any) -> bool:
-    """True for the SDK's default sampler, `ParentBased(ALWAYS_ON)` with its own delegates.
-
-    Its decision depends on the parent alone (sample a root, follow a valid parent's
-    sampled flag; keep the parent's trace state), so `spans.fastpath` takes it without the
-    call. Any other sampler, a `ParentBased` with other delegates included, is called.
-    """
-    on, off = sdk_sampling.ALWAYS_ON, sdk_sampling.ALWAYS_OFF
-    return type(sampler) is sdk_sampling.ParentBased and (
-        getattr(sampler, "_root", None),
-        getattr(sampler, "_remote_parent_sampled", None),
-        getattr(sampler, "_remote_parent_not_sampled", None),
-        getattr(sampler, "_local_parent_sampled", None),
-        getattr(sampler, "_local_parent_not_sampled", None),
-    ) == (on, on, off, on, off)
-
-
-def enabled_check(tracer: sdk_trace.Tracer) -> Callable[[], bool] | None:
-    """The tracer's own "is it enabled" check, where the SDK has one."""
-    return getattr(tracer, "_is_enabled", None)
-
-
-def tracer_metrics(tracer: sdk_trace.Tracer) -> Any:
-    """The SDK's internal span metrics, or None (absent, or the no-op kind the SDK uses
-    unless OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED is set)."""
-    metrics = getattr(tracer, "_tracer_metrics", None)
-    return None if type(metrics).__name__ == "NoOpTracerMetrics" else metrics
-
-
-def on_ending(tracer: sdk_trace.Tracer) -> Callable[[Any], None] | None:
-    """The span processors' `_on_ending` hook, where the SDK calls one before `on_end`."""
-    return getattr(tracer.span_processor, "_on_ending", None)
-
-
-def is_trace_id_random(tracer: sdk_trace.Tracer) -> bool:
-    check = getattr(tracer.id_generator, "is_trace_id_random", None)
-    return bool(check()) if check is not None and RANDOM_TRACE_ID else False
-
-
-def _span_context_is_tuple() -> bool:
-    """True when the API's `SpanContext` is the tuple
-    `(trace_id, span_id, is_remote, trace_flags, trace_state, is_valid)` its constructor builds."""
-    flags, state = TraceFlags(1), TraceState([("k", "v")])
-    probe = trace.SpanContext(1, 2, False, flags, state)
-    return isinstance(probe, tuple) and tuple(probe) == (1, 2, False, flags, state, True)
-
-
-SPAN_CONTEXT_IS_TUPLE = _span_context_is_tuple()
-
-
-def random_bits(tracer: sdk_trace.Tracer) -> Callable[[int], int] | None:
-    """`random.getrandbits` where `tracer`'s ids come from the SDK's `RandomIdGenerator`
-    (which draws each id with it, and draws again for the all-zero id) and `SpanContext`
-    is the tuple above; else None.
-
-    `spans.fastpath` then draws the ids itself, and makes the span context of ids valid by
-    construction as that tuple, without the constructor checking them again (~180 ns).
-    """
-    import random
-
-    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-
-    if type(tracer.id_generator) is RandomIdGenerator and SPAN_CONTEXT_IS_TUPLE:
-        return random.getrandbits
-    return None
-
-
-def span_processors(active: Any) -> tuple[Any, ...] | None:
-    """The processors a provider's span processor (a multi span processor) calls, or None."""
-    processors = getattr(active, "_span_processors", None)
-    return processors if isinstance(processors, tuple) else None
-
-
-def sdk_configurator() -> Any:
-    """The SDK's own configurator class (`opentelemetry-distro`'s is it, unchanged): the
-    base of the `hooktel_otlp` configurator. Imported when asked: it imports the whole SDK."""
-    from opentelemetry.sdk._configuration import _OTelSDKConfigurator
-
-    return _OTelSDKConfigurator
-
-
-def configure_sdk(configurator: Any, **kwargs: Any) -> None:
-    """What the SDK's configurator does for `configurator`: the SDK set up from the
-    environment (`_initialize_components`), as `opentelemetry-instrument` asks it to."""
-    sdk_configurator()._configure(configurator, **kwargs)
-
-
-def set_items(bounded: BoundedAttributes, attributes: Mapping[str, Any]) -> None:
-    """`attributes` into `bounded` with the SDK's validation and limits."""
-    set_all = getattr(bounded, "_set_items", None)
-    if set_all is not None:
-        set_all(attributes)
-        return
-    for key, value in attributes.items():
-        bounded[key] = value
-
-
-def freeze(bounded: BoundedAttributes) -> None:
-    """Make `bounded` immutable, as the SDK does when a span ends."""
-    bounded._immutable = True
-
-
-def composite_members(propagator: Any) -> list[Any] | None:
-    """The propagators inside a `CompositePropagator`, or None for any other propagator."""
-    inner = getattr(propagator, "_propagators", None)
-    return None if inner is None else list(inner)
-
-
-def trace_state_entries(state: TraceState) -> dict[str, str]:
-    """The dict behind a `TraceState`, for a subclass to fill in its own constructor."""
-    entries: dict[str, str] = state._dict
-    return entries
-
-
-def span_attacher() -> Callable[[trace.Span, Context], object]:
-    """`attach(span, parent)`: make `span` current in a copy of `parent`; the token back.
-
-    What `context.attach(trace.set_span_in_context(span, parent))` does. With the
-    API's default runtime context (a context variable holding a `Context`), that
-    variable is set directly: one call instead of four layers of Python.
-    """
-    from opentelemetry import context as context_api
-    from opentelemetry.trace.propagation import _SPAN_KEY
-
-    runtime = getattr(context_api, "_RUNTIME_CONTEXT", None)
-    variable = getattr(runtime, "_current_context", None)
-    if type(runtime).__name__ != "ContextVarsRuntimeContext" or not isinstance(
-        variable, contextvars.ContextVar
-    ):
-
-        def attach_through_the_api(span: trace.Span, parent: Context) -> object:
-            return context_api.attach(trace.set_span_in_context(span, parent))
-
-        return attach_through_the_api
-
-    def attach(span: trace.Span, parent: Context) -> object:
-        return variable.set(Context({**parent, _SPAN_KEY: span}))
-
-    return attach
-
-
-def restore_context(token: object, span: trace.Span) -> None:
-    """Detach the context a request attached, also from a copy of the request's context.
-
-    The API's runtime context returns a `contextvars.Token`. A framework may end
-    the request from a child task, which holds a copy of the request's context
-    where the token cannot be reset; there, where the request's span is still
-    current, the variable goes back to what it held before the request.
-    """
-    if not isinstance(token, contextvars.Token):
-        from opentelemetry import context as context_api
-
-        context_api.detach(token)  # type: ignore[arg-type]
-        return
-    try:
-        token.var.reset(token)
-    except ValueError:
-        if trace.get_current_span() is span:
-            previous = token.old_value
-            token.var.set(Context() if previous is contextvars.Token.MISSING else previous)
-
-
-# =====================================================================================
-# Metrics (issue 9; used by `metrics.instrument`, `histograms`, `streamtable`): histograms
-# aggregated by hooktel and handed to the SDK when it collects.
-#
-# The SDK keeps, per metric reader, one `MetricReaderStorage`; in it, per instrument,
-# one `_ViewInstrumentMatch` per matching view (a metric *stream*); in that, per
-# attribute set, one aggregation. `Histogram.record()` builds a `Measurement`, asks
-# the exemplar filter, and walks that whole tree for every measurement. hooktel
-# aggregates on its side instead, one table per stream, and right before the SDK
-# collects a stream, adds what it aggregated to the stream's aggregations, as if each
-# measurement had been recorded there: bucket counts, sum, min and max, the start
-# time the first measurement would have given, and the exemplar each bucket's
-# reservoir would hold.
-#
-# Below: first what the metrics need of the API's internals (the providers' stand-ins,
-# the current span's context variable and `SpanContext`'s layout), then the SDK's
-# metric internals.
-# =====================================================================================
-
-# -- the API's internals --------------------------------------------------------------
+from .. import _sdk as _shared
 
 
 def is_configured(provider: MeterProvider) -> bool:
     """False for the API's stand-ins: the global default before any provider is set, no-op."""
     return not isinstance(provider, (_ProxyMeterProvider, NoOpMeterProvider))
-
-
-SPAN_KEY = _SPAN_KEY
-"""The context key of the current span (`trace.get_current_span` reads it)."""
-
-
-def context_var() -> contextvars.ContextVar[Context] | None:
-    """The variable holding the current context, or None: read directly, it costs a third
-    of `trace.get_current_span()` (~30 ns instead of ~115 ns).
-
-    That is the default runtime context (contextvars); with any other
-    (`OTEL_PYTHON_CONTEXT`), None: go through the API.
-    """
-    runtime = getattr(context_api, "_RUNTIME_CONTEXT", None)
-    if type(runtime).__name__ != "ContextVarsRuntimeContext":
-        return None
-    var = getattr(runtime, "_current_context", None)
-    return var if isinstance(var, contextvars.ContextVar) else None
 
 
 class _NoLayout(tuple[Any, ...]):
@@ -315,10 +68,7 @@ def span_context_layout() -> tuple[type, int]:
     A `SpanContext` laid out otherwise (`SPAN_CONTEXT_IS_TUPLE`) gives a type no object
     has (the property is used).
     """
-    return (trace.SpanContext, 3) if SPAN_CONTEXT_IS_TUPLE else (_NoLayout, 0)
-
-
-# -- the SDK's metric internals ------------------------------------------------------
+    return (trace.SpanContext, 3) if _shared.SPAN_CONTEXT_IS_TUPLE else (_NoLayout, 0)
 
 
 def _metric_internal(module: str, name: str) -> Any:
@@ -351,7 +101,7 @@ _FILTERS = {
     _metric_internal("exemplar", "AlwaysOnExemplarFilter"): ExemplarRule.ALWAYS_ON,
     _metric_internal("exemplar", "AlwaysOffExemplarFilter"): ExemplarRule.ALWAYS_OFF,
 }
-_INTERNALS_FOUND = None not in (
+INTERNALS_FOUND = None not in (
     _Histogram,
     _DefaultAggregation,
     _DropAggregation,
@@ -493,7 +243,7 @@ def histogram_streams(instrument: Any) -> list[Stream] | None:
 
 
 def _reader_storages(instrument: Any) -> Iterable[Any] | None:
-    if not _INTERNALS_FOUND or type(instrument) is not _Histogram:
+    if not INTERNALS_FOUND or type(instrument) is not _Histogram:
         return None
     consumer = getattr(instrument, "_measurement_consumer", None)
     storages = getattr(consumer, "_reader_storages", None)
@@ -502,7 +252,7 @@ def _reader_storages(instrument: Any) -> Iterable[Any] | None:
 
 def watch_readers(instrument: Any, changed: Callable[[], None]) -> None:
     """Call `changed()` after a metric reader is added to or removed from the provider
-    (SDKs before 1.3x have a fixed set of readers: nothing to watch)."""
+    (SDKs before 1.44 have a fixed set of readers: nothing to watch)."""
     consumer = instrument._measurement_consumer
     for name in ("add_metric_reader", "remove_metric_reader"):
         original = getattr(consumer, name, None)
