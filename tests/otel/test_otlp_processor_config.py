@@ -307,10 +307,8 @@ def test_the_launcher_under_uvicorn_sends_the_queue_when_stopped_with_sigterm(
         "OTEL_PYTHON_CONFIGURATOR": "hooktel_otlp",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "600000",
-        "HOOKTEL_BENCH_APP": "starlette",
-        "HOOKTEL_BENCH_VARIANT": "bare",
     }
-    command = ("-m", "uvicorn", "--factory", "benchmarks.apps:build", "--port", "0")
+    command = ("-m", "uvicorn", "tests.otel.apps.plain_starlette_app:app", "--port", "0")
     app = _launch(env, *command)
     with app:
         assert app.stderr is not None
