@@ -36,7 +36,7 @@ def test_pure_python_env_selects_the_twins() -> None:
     assert _native_flag(env) == "False"
 
 
-TWINNED = ("hooktel.otel.spans.requestspan",)
+TWINNED = ("hooktel.otel.spans.requestspan", "hooktel.otel.export.encoder")
 
 
 def _chosen(env: dict[str, str]) -> list[str]:

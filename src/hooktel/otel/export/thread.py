@@ -31,14 +31,11 @@ from .sender import OTLPSender, SendOutcome
 
 logger = logging.getLogger("hooktel.otel.export")
 
-_compiled = _core.load("hooktel.otel.export.encoder")
-ENCODER_NATIVE = _compiled is not None
+_ENCODER = "hooktel.otel.export.encoder"
+_encoder = _core.twin(_ENCODER)
+ENCODER_NATIVE = _encoder.__name__ == _ENCODER
 """True when batches are encoded by the compiled encoder, False by its Python twin."""
-encode_spans: Callable[[Sequence[Any]], tuple[bytes, int]]
-if _compiled is not None:
-    encode_spans = _compiled.encode_spans
-else:
-    from .encoder_py import encode_spans
+encode_spans: Callable[[Sequence[Any]], tuple[bytes, int]] = _encoder.encode_spans
 WARN_INTERVAL = 5.0
 
 
