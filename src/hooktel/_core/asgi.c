@@ -122,13 +122,13 @@ in_request_context(AsgiRequest *request, int (*report)(AsgiRequest *, PyObject *
         return -1;
     }
     int result = report(request, arg);
-    PyObject *exc = result < 0 ? core_fetch_exception() : NULL;
+    PyObject *exc = result < 0 ? PyErr_GetRaisedException() : NULL;
     if (PyContext_Exit(request->context) < 0) {
         Py_XDECREF(exc);
         return -1;
     }
     if (exc != NULL) {
-        core_restore_exception(exc);
+        PyErr_SetRaisedException(exc);
     }
     return result;
 }
@@ -285,7 +285,7 @@ static void
 step_raised(Step *step)
 {
     AsgiRequest *request = step->request;
-    PyObject *exc = core_fetch_exception();
+    PyObject *exc = PyErr_GetRaisedException();
     int reported = 0;
     if (step->kind == STEP_APP) {
         reported = in_request_context(request, report_raised, exc);
@@ -297,7 +297,7 @@ step_raised(Step *step)
         Py_DECREF(exc);
         return;
     }
-    core_restore_exception(exc);
+    PyErr_SetRaisedException(exc);
 }
 
 /* One step: send `value` (or throw `thrown`) into the iterator, in the step's context. */
@@ -320,7 +320,7 @@ step_advance(Step *step, PyObject *value, PyObject *thrown, PyObject **result)
         PyObject *throw = optional_attr(step->iterator, step->request->state->s_throw);
         if (throw == NULL) {
             if (!PyErr_Occurred()) {
-                core_restore_exception(Py_NewRef(thrown)); /* a plain iterator takes no throw */
+                PyErr_SetRaisedException(Py_NewRef(thrown)); /* a plain iterator takes no throw */
             }
             outcome = PYGEN_ERROR;
         }
@@ -331,7 +331,7 @@ step_advance(Step *step, PyObject *value, PyObject *thrown, PyObject **result)
             if (*result == NULL) {
                 outcome = PYGEN_ERROR;
                 if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
-                    PyObject *stop = core_fetch_exception();
+                    PyObject *stop = PyErr_GetRaisedException();
                     *result = Py_NewRef(((PyStopIterationObject *)stop)->value);
                     Py_DECREF(stop);
                     outcome = PYGEN_RETURN;
@@ -340,10 +340,10 @@ step_advance(Step *step, PyObject *value, PyObject *thrown, PyObject **result)
         }
     }
     if (step->context != NULL) {
-        PyObject *exc = outcome == PYGEN_ERROR ? core_fetch_exception() : NULL;
+        PyObject *exc = outcome == PYGEN_ERROR ? PyErr_GetRaisedException() : NULL;
         int exited = PyContext_Exit(step->context);
         if (exc != NULL) {
-            core_restore_exception(exc);
+            PyErr_SetRaisedException(exc);
         }
         if (exited < 0 && exc == NULL) {
             Py_CLEAR(*result);
@@ -382,7 +382,7 @@ step_result(PySendResult outcome, PyObject *result)
         else {
             PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, result);
             if (stop != NULL) {
-                core_restore_exception(stop);
+                PyErr_SetRaisedException(stop);
             }
         }
         Py_DECREF(result);
@@ -457,14 +457,14 @@ step_close(Step *step, PyObject *unused)
         }
         PyObject *closed = PyObject_CallNoArgs(close);
         Py_DECREF(close);
-        PyObject *exc = closed == NULL ? core_fetch_exception() : NULL;
+        PyObject *exc = closed == NULL ? PyErr_GetRaisedException() : NULL;
         if (step->context != NULL && PyContext_Exit(step->context) < 0) {
             Py_XDECREF(exc);
             Py_XDECREF(closed);
             return NULL;
         }
         if (exc != NULL) {
-            core_restore_exception(exc);
+            PyErr_SetRaisedException(exc);
             Py_CLEAR(step->iterator);
             return NULL;
         }
@@ -675,7 +675,7 @@ asgi_send(AsgiRequest *request, PyObject *message)
             return NULL;
         }
         awaitable = PyObject_CallOneArg(request->send, message);
-        PyObject *exc = awaitable == NULL ? core_fetch_exception() : NULL;
+        PyObject *exc = awaitable == NULL ? PyErr_GetRaisedException() : NULL;
         if (PyContext_Exit(context) < 0) {
             Py_XDECREF(exc);
             Py_XDECREF(awaitable);
@@ -683,7 +683,7 @@ asgi_send(AsgiRequest *request, PyObject *message)
             return NULL;
         }
         if (exc != NULL) {
-            core_restore_exception(exc);
+            PyErr_SetRaisedException(exc);
         }
     }
     else {
@@ -692,13 +692,13 @@ asgi_send(AsgiRequest *request, PyObject *message)
     if (awaitable == NULL) {
         /* the twin awaits inside its `try`: an OSError raised here is the same failure */
         if (PyErr_ExceptionMatches(PyExc_OSError)) {
-            PyObject *exc = core_fetch_exception();
+            PyObject *exc = PyErr_GetRaisedException();
             int reported = operation_fail_with(request->op, exc, 1);
             if (reported < 0) {
                 Py_DECREF(exc);
             }
             else {
-                core_restore_exception(exc);
+                PyErr_SetRaisedException(exc);
             }
         }
         Py_DECREF(message);
@@ -890,32 +890,32 @@ asgi_request_run(CoreState *state, PyObject *hooks, PyObject *app, PyObject *sco
         PyObject *args[3] = {scope, app_receive, app_send};
         awaitable = PyObject_Vectorcall(app, args, 3, NULL);
         if (awaitable == NULL) { /* raised before returning an awaitable: the twin's except */
-            PyObject *exc = core_fetch_exception();
+            PyObject *exc = PyErr_GetRaisedException();
             if (report_raised(request, exc) < 0) {
                 Py_DECREF(exc);
             }
             else {
-                core_restore_exception(exc);
+                PyErr_SetRaisedException(exc);
             }
         }
     }
-    PyObject *exc = awaitable == NULL ? core_fetch_exception() : NULL;
+    PyObject *exc = awaitable == NULL ? PyErr_GetRaisedException() : NULL;
     if (PyContext_Exit(request->context) < 0) {
         Py_XDECREF(exc);
         goto done;
     }
     if (exc != NULL) {
-        core_restore_exception(exc);
+        PyErr_SetRaisedException(exc);
         goto done;
     }
     result = (PyObject *)step_new(request, awaitable, request->context, STEP_APP, NULL);
     if (result == NULL) { /* not awaitable: the twin's `await` raises inside its `try` */
-        PyObject *error = core_fetch_exception();
+        PyObject *error = PyErr_GetRaisedException();
         if (in_request_context(request, report_raised, error) < 0) {
             Py_DECREF(error);
         }
         else {
-            core_restore_exception(error);
+            PyErr_SetRaisedException(error);
         }
     }
 done:

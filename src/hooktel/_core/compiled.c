@@ -58,7 +58,7 @@ snapshot_of(CoreState *state, PyObject *hooks)
     if (state->snapshot.hooks == hooks) {
         return &state->snapshot;
     }
-    Snapshot fresh = {Py_NewRef(hooks)};
+    Snapshot fresh = {.hooks = Py_NewRef(hooks)};
     fresh.start_hooks = PyObject_GetAttr(hooks, state->s_start_hooks);
     fresh.end_hooks = fresh.start_hooks ? PyObject_GetAttr(hooks, state->s_end_hooks) : NULL;
     fresh.error_hooks = fresh.end_hooks ? PyObject_GetAttr(hooks, state->s_error_hooks) : NULL;
@@ -87,11 +87,7 @@ PyObject *
 optional_attr(PyObject *obj, PyObject *name)
 {
     PyObject *value;
-#if PY_VERSION_HEX >= 0x030D0000
     if (PyObject_GetOptionalAttr(obj, name, &value) < 0) {
-#else
-    if (_PyObject_LookupAttr(obj, name, &value) < 0) {
-#endif
         return NULL;
     }
     return value;
@@ -121,12 +117,6 @@ text_join(PyObject *const *parts, Py_ssize_t count)
         at += part;
     }
     return text;
-}
-
-PyObject *
-new_presized_dict(Py_ssize_t size)
-{
-    return _PyDict_NewPresized(size); /* no resizing while the attributes go in */
 }
 
 /* ---------------------------------------------------------------- configuration */

@@ -13,9 +13,7 @@
 #ifndef HOOKTEL_CORE_H
 #define HOOKTEL_CORE_H
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
+#include "capi.h"
 
 /* Interned strings, created once per module: attribute keys, ASGI/WSGI keys. */
 #define CORE_STRINGS(X)                                                        \
@@ -181,36 +179,6 @@ typedef struct {
     PyObject *read_error;       /* exception or NULL */
 } Operation;
 
-/* The exception being raised, taken (a new reference), and put back (stolen): the
- * PyErr_GetRaisedException / PyErr_SetRaisedException of Python 3.12, on 3.10 too. */
-static inline PyObject *
-core_fetch_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    PyErr_NormalizeException(&type, &value, &traceback);
-    if (traceback != NULL && value != NULL) {
-        PyException_SetTraceback(value, traceback);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(traceback);
-    return value;
-#endif
-}
-
-static inline void
-core_restore_exception(PyObject *exc)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
-#endif
-}
-
 /* _core.c */
 CoreState *core_state_of_type(PyTypeObject *type);
 int64_t monotonic_ns(void);
@@ -229,7 +197,6 @@ current_hooks(CoreState *state)
 Snapshot *snapshot_of(CoreState *state, PyObject *hooks); /* valid until Python code runs */
 PyObject *optional_attr(PyObject *obj, PyObject *name); /* new ref; NULL, no error: absent */
 PyObject *text_join(PyObject *const *parts, Py_ssize_t count); /* "".join(parts) of str */
-PyObject *new_presized_dict(Py_ssize_t size);
 
 /* _core_attributes.c */
 typedef struct {

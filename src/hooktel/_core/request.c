@@ -737,7 +737,7 @@ begin_http(CoreState *state, PyObject *hooks, RequestFields *f)
     }
     int known = PySet_Contains(state->known_methods, f->method);
     timestamp = PyLong_FromLongLong(wall_clock_ns());
-    attrs = new_presized_dict(16);
+    attrs = PyDict_New();
     if (known < 0 || timestamp == NULL || attrs == NULL ||
         PyDict_SetItem(attrs, state->s_operation_id, op->id) < 0 ||
         PyDict_SetItem(attrs, state->s_operation_timestamp, timestamp) < 0 ||

@@ -314,12 +314,12 @@ note_route(WsgiRequest *request)
 static void
 report_raised(WsgiRequest *request)
 {
-    PyObject *exc = core_fetch_exception();
+    PyObject *exc = PyErr_GetRaisedException();
     if (note_route(request) < 0 || operation_fail_with(request->op, exc, 0) < 0) {
         Py_DECREF(exc);
         return;
     }
-    core_restore_exception(exc);
+    PyErr_SetRaisedException(exc);
 }
 
 static PyObject *
@@ -332,12 +332,12 @@ wsgi_write(WsgiRequest *request, PyObject *data)
     PyObject *written = PyObject_CallOneArg(request->write, data);
     if (written == NULL) {
         if (PyErr_ExceptionMatches(PyExc_OSError)) {
-            PyObject *exc = core_fetch_exception();
+            PyObject *exc = PyErr_GetRaisedException();
             if (operation_fail_with(request->op, exc, 1) < 0) {
                 Py_DECREF(exc);
                 return NULL;
             }
-            core_restore_exception(exc);
+            PyErr_SetRaisedException(exc);
         }
         return NULL;
     }
@@ -554,7 +554,7 @@ wsgi_response_close(WsgiResponse *response, PyObject *unused)
     }
     /* finally: what the twin's `finally` does, with the exception (if any) kept */
     if (!op->done) {
-        PyObject *exc = failed ? core_fetch_exception() : NULL;
+        PyObject *exc = failed ? PyErr_GetRaisedException() : NULL;
         int reported = note_route(request);
         if (reported == 0) {
             if (response->exhausted) {
@@ -572,7 +572,7 @@ wsgi_response_close(WsgiResponse *response, PyObject *unused)
             return NULL;
         }
         if (exc != NULL) {
-            core_restore_exception(exc);
+            PyErr_SetRaisedException(exc);
         }
     }
     if (failed) {

@@ -13,9 +13,7 @@
  * attribute key's __str__, a resource's __eq__), so every object read from a
  * container is held by a strong reference while it is used.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
+#include "capi.h"
 #include <string.h>
 
 /* Wire types, and the SpanFlags bits of a context whose parent may be remote. */
@@ -280,11 +278,7 @@ put_id(Buffer *b, uint32_t field, PyObject *id, Py_ssize_t nbytes)
         PyErr_Format(PyExc_TypeError, "an id must be an int, not %.100s", Py_TYPE(id)->tp_name);
         return -1;
     }
-#if PY_VERSION_HEX >= 0x030D0000
-    if (_PyLong_AsByteArray((PyLongObject *)id, raw, (size_t)nbytes, 0, 0, 1) < 0) {
-#else
-    if (_PyLong_AsByteArray((PyLongObject *)id, raw, (size_t)nbytes, 0, 0) < 0) {
-#endif
+    if (unsigned_bytes(id, raw, (int)nbytes) < 0) {
         return -1;
     }
     return put_bytes_field(b, field, (const char *)raw, nbytes);
@@ -412,11 +406,7 @@ put_any_value_body(encoder_state *st, Buffer *b, PyObject *value, int depth)
     }
     if (PyFloat_Check(value)) {
         unsigned char raw[8];
-#if PY_VERSION_HEX >= 0x030B0000
         if (PyFloat_Pack8(PyFloat_AS_DOUBLE(value), (char *)raw, 1) < 0) {
-#else
-        if (_PyFloat_Pack8(PyFloat_AS_DOUBLE(value), raw, 1) < 0) {
-#endif
             return -1;
         }
         return put_tag(b, 4, WT_FIXED64) < 0 ? -1 : put_raw(b, (const char *)raw, 8);
@@ -509,11 +499,7 @@ put_scalar_key_value(Buffer *b, uint32_t field, const char *key, Py_ssize_t key_
         any_len = 1 + varint_size(number);
     }
     else if (PyFloat_Check(value)) {
-#if PY_VERSION_HEX >= 0x030B0000
         if (PyFloat_Pack8(PyFloat_AS_DOUBLE(value), (char *)raw, 1) < 0) {
-#else
-        if (_PyFloat_Pack8(PyFloat_AS_DOUBLE(value), raw, 1) < 0) {
-#endif
             return -1;
         }
         tag = (4 << 3) | WT_FIXED64;

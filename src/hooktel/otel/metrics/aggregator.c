@@ -12,8 +12,7 @@
  * (PyNumber_Add, rich comparisons), so the results are the same objects'
  * results.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "capi.h"
 #include <structmember.h>
 #include <time.h>
 
