@@ -234,7 +234,6 @@ static int
 core_exec(PyObject *module)
 {
     CoreState *state = PyModule_GetState(module);
-    init_char_classes();
 #define MAKE_STRING(name, text)                                                \
     if ((state->name = PyUnicode_InternFromString(text)) == NULL) {            \
         return -1;                                                             \

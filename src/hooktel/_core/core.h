@@ -213,7 +213,6 @@ PyObject *core_parse_traceparent(PyObject *module, PyObject *value);
 PyObject *collect_headers(CoreState *state, PyObject *capture, PyObject *headers);
 PyObject *latin1_text(PyObject *value); /* new ref: str as is, bytes decoded */
 int decimal_value(PyObject *text, long *value);
-void init_char_classes(void);
 
 /* _core_operation.c */
 extern PyType_Spec operation_spec;
