@@ -26,13 +26,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from ... import _core
+from .. import _sdk
 from .config import ExportConfig
 from .sender import OTLPSender, SendOutcome
 
 logger = logging.getLogger("hooktel.otel.export")
 
 _ENCODER = "hooktel.otel.export.encoder"
-_encoder = _core.twin(_ENCODER)
+_encoder = _core.twin(  # the compiled encoder reads the fields behind these properties
+    _ENCODER,
+    readable_fields={field.removeprefix("_"): field for field in _sdk.READABLE_FIELDS},
+    attributes_dict=_sdk.ATTRIBUTES_DICT,
+)
 ENCODER_NATIVE = _encoder.__name__ == _ENCODER
 """True when batches are encoded by the compiled encoder, False by its Python twin."""
 encode_spans: Callable[[Sequence[Any]], tuple[bytes, int]] = _encoder.encode_spans
