@@ -24,6 +24,7 @@ EXTENSIONS = [
             "src/hooktel/_core/compiled.c",
             "src/hooktel/_core/request.c",
             "src/hooktel/_core/operation.c",
+            "src/hooktel/_core/middleware.c",
             "src/hooktel/_core/asgi.c",
             "src/hooktel/_core/wsgi.c",
         ],

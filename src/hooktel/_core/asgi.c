@@ -9,14 +9,6 @@
  *                   one) and report what its outcome means for the operation.
  */
 #include "core.h"
-#include "structmember.h"
-
-typedef struct {
-    PyObject_HEAD
-    CoreState *state;
-    PyObject *app;
-    vectorcallfunc vectorcall;
-} AsgiMiddleware;
 
 typedef struct {
     PyObject_HEAD
@@ -928,103 +920,54 @@ done:
 
 /* ---------------------------------------------------------------- the middleware */
 
-static PyObject *
-asgi_middleware_vectorcall(AsgiMiddleware *self, PyObject *const *args, size_t nargsf,
-                           PyObject *kwnames)
+/* A request of the ASGI middleware: a scope of type "http" (twin of the Python
+ * middleware's check). */
+static int
+is_http_scope(CoreState *state, PyObject *const *args)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    CoreState *state = self->state;
-    PyObject *hooks = current_hooks(state);
-    if (hooks == NULL || nargs != 3 || kwnames != NULL) {
-        return PyObject_Vectorcall(self->app, args, nargsf, kwnames);
-    }
-    PyObject *scope = args[0];
-    PyObject *type = PyObject_GetItem(scope, state->s_type);
+    PyObject *type = PyObject_GetItem(args[0], state->s_type);
     if (type == NULL) {
-        return NULL;
+        return -1;
     }
     int http = text_equals(type, state->s_http);
     Py_DECREF(type);
-    if (http < 0) {
-        return NULL;
-    }
-    int nested = http ? PySequence_Contains(scope, state->s_operation_key) : 0;
-    if (nested < 0) {
-        return NULL;
-    }
-    if (!http || nested) {
-        return PyObject_Vectorcall(self->app, args, nargsf, NULL);
-    }
-    Py_INCREF(hooks); /* a detach during the request must not free the snapshot */
-    PyObject *result = asgi_request_run(state, hooks, self->app, scope, args[1], args[2]);
-    Py_DECREF(hooks);
-    return result;
+    return http;
+}
+
+static PyObject *
+asgi_run(CoreState *state, PyObject *hooks, PyObject *app, PyObject *const *args)
+{
+    return asgi_request_run(state, hooks, app, args[0], args[1], args[2]);
+}
+
+static PyObject *
+asgi_middleware_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                           PyObject *kwnames)
+{
+    return middleware_call((Middleware *)self, args, nargsf, kwnames, 3, is_http_scope, asgi_run);
 }
 
 static PyObject *
 asgi_middleware_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    PyObject *app;
-    static char *names[] = {"app", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:TelemetryMiddleware", names, &app)) {
-        return NULL;
-    }
-    AsgiMiddleware *self = (AsgiMiddleware *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    self->state = core_state_of_type(type);
-    self->app = Py_NewRef(app);
-    self->vectorcall = (vectorcallfunc)asgi_middleware_vectorcall;
-    return (PyObject *)self;
+    return middleware_new(type, args, kwargs, asgi_middleware_vectorcall);
 }
-
-static int
-asgi_middleware_traverse(AsgiMiddleware *self, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->app);
-    return 0;
-}
-
-static int
-asgi_middleware_clear(AsgiMiddleware *self)
-{
-    Py_CLEAR(self->app);
-    return 0;
-}
-
-static void
-asgi_middleware_dealloc(AsgiMiddleware *self)
-{
-    PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    asgi_middleware_clear(self);
-    type->tp_free(self);
-    Py_DECREF(type);
-}
-
-static PyMemberDef asgi_middleware_members[] = {
-    {"app", T_OBJECT_EX, offsetof(AsgiMiddleware, app), 0, "The wrapped ASGI app."},
-    {"__vectorcalloffset__", T_PYSSIZET, offsetof(AsgiMiddleware, vectorcall), READONLY, NULL},
-    {NULL, 0, 0, 0, NULL},
-};
 
 static PyType_Slot asgi_middleware_slots[] = {
     {Py_tp_doc, "Reports each `http` request of the wrapped app to the attached HTTP "
                 "instruments (the compiled twin of hooktel.asgi's Python middleware)."},
     {Py_tp_new, asgi_middleware_new},
     {Py_tp_call, PyVectorcall_Call},
-    {Py_tp_members, asgi_middleware_members},
-    {Py_tp_traverse, asgi_middleware_traverse},
-    {Py_tp_clear, asgi_middleware_clear},
-    {Py_tp_dealloc, asgi_middleware_dealloc},
+    {Py_tp_members, middleware_members},
+    {Py_tp_traverse, middleware_traverse},
+    {Py_tp_clear, middleware_clear},
+    {Py_tp_dealloc, middleware_dealloc},
     {0, NULL},
 };
 
 PyType_Spec asgi_middleware_spec = {
     .name = "hooktel.asgi.TelemetryMiddleware",
-    .basicsize = sizeof(AsgiMiddleware),
+    .basicsize = sizeof(Middleware),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE |
              Py_TPFLAGS_HAVE_VECTORCALL,
     .slots = asgi_middleware_slots,

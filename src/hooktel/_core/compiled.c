@@ -1,6 +1,6 @@
-/* hooktel._core: the native hook core.
+/* hooktel._core.compiled: the native hook core.
  *
- * The compiled twin of hooktel's Python hook layer (see _core.h for its files). The
+ * The compiled twin of hooktel's Python hook layer (see core.h for its files). The
  * Python modules are the specification: every type and function here has a Python
  * twin it is tested against (tests/native/), and HOOKTEL_PURE_PYTHON=1 runs the twin
  * instead. The core is stdlib-only: it knows nothing of spans. What it needs from the

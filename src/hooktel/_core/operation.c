@@ -2,7 +2,6 @@
  * its hook calls, with their error isolation) and of _http.RequestBody.
  */
 #include "core.h"
-#include "structmember.h"
 
 /* ---------------------------------------------------------------- hook calls */
 
