@@ -14,10 +14,8 @@ CoreState *
 core_state_of_type(PyTypeObject *type)
 {
     /* A subclass (of the middlewares) finds the module through its base. */
-    static PyModuleDef *def = NULL;
     extern struct PyModuleDef core_module;
-    def = &core_module;
-    PyObject *module = PyType_GetModuleByDef(type, def);
+    PyObject *module = PyType_GetModuleByDef(type, &core_module);
     return module == NULL ? NULL : PyModule_GetState(module);
 }
 
