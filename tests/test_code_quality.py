@@ -121,12 +121,7 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_import_circles_in_src() -> None:
     """No module of src/ imports, at import time or later in a function, a module whose
     imports lead back to it: each layer depends only on those below it."""
-    assert _circles(_import_graph()) == _BEING_REMOVED
-
-
-# The loader's `bind()` imports the Python twins whose compiled modules `_http` loads
-# through it; the loader's rework (`twin()`) removes this circle, and this entry with it.
-_BEING_REMOVED = [["hooktel._core", "hooktel._http.request", "hooktel._http.traceparent"]]
+    assert _circles(_import_graph()) == []
 
 
 def test_the_circle_check_finds_a_circle() -> None:

@@ -57,16 +57,20 @@ class _Probe:
         self.attributes: dict[str, Any] = {}
 
     def start(self) -> None:
-        """Schedule the first probe; in the loop's own thread (the wake-up is once)."""
+        """Schedule the first probe, due at once, in the loop's own thread (the wake-up is
+        once): how late it runs is the first reading, so a loop that stops within its first
+        interval still has one."""
         loop = self._loop()
         if loop is not None and not loop.is_closed():
             self.active = True
-            loop.call_soon_threadsafe(self._first)
+            with self._lock:
+                self._due = monotonic()
+            loop.call_soon_threadsafe(self._first, self._chain)
 
-    def _first(self) -> None:
+    def _first(self, chain: int) -> None:
         thread = threading.current_thread()
         self.attributes = {"thread.id": thread.ident or 0, "thread.name": thread.name}
-        self._schedule()
+        self._run(chain)
 
     def _schedule(self) -> None:
         loop = self._loop()

@@ -74,7 +74,11 @@ READABLE_FIELDS = (
 )
 """The fields `ReadableSpan`'s properties read. `RequestSpan` keeps its state in them without
 calling `ReadableSpan`'s constructor, and uses no other private name of `ReadableSpan`
-(tests/otel/test_sdk_seam.py); the OTLP encoder reads them directly."""
+(tests/otel/test_sdk_seam.py); the OTLP encoder is handed them at initialisation."""
+
+ATTRIBUTES_DICT = "_dict"
+"""The plain dict a `BoundedAttributes` keeps its items in, in order (all versions); the
+OTLP encoder is handed this name at initialisation."""
 
 
 def _readable_layout() -> bool:

@@ -30,12 +30,12 @@ from ... import _core
 from .. import _sdk as _shared
 from .._sdk import metrics as seam
 from .._sdk.metrics import ExemplarRule, Stream
-from . import aggregator_py
 from .streamtable import Key, StreamTable, attributes_of
 
 Record = Callable[[float, Key], None]
 
-_compiled = _core.load("hooktel.otel.metrics.aggregator")
+aggregator = _core.twin("hooktel.otel.metrics.aggregator")
+"""The compiled per-request recorder, or its Python twin `aggregator_py`."""
 
 
 class SdkHistogram:
@@ -174,10 +174,9 @@ def _fused(table: StreamTable, context_var: contextvars.ContextVar[Any]) -> Reco
     """The record function of the default configuration: `Recorder` of the compiled
     `hooktel.otel.metrics.aggregator`, or of its Python twin `aggregator_py`."""
     span_context_type, flags_index = seam.span_context_layout()
-    recorder = aggregator_py.Recorder if _compiled is None else _compiled.Recorder
     return cast(
         Record,
-        recorder(
+        aggregator.Recorder(
             table.series,
             table.bounds,
             table.admit,

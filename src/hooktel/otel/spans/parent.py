@@ -20,7 +20,9 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from ..._registry.instrument import Attributes
 from .. import tracecontext
 from .._sdk import trace as seam
-from .requestspan import untracked
+from .requestspan_py import helpers
+
+untracked = helpers.untracked
 
 _BAGGAGE_KEY = "http.request.header.baggage"
 _PREFIX = "http.request.header."
