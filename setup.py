@@ -29,6 +29,7 @@ EXTENSIONS = [
     ),
     Extension("hooktel.otel.metrics.aggregator", ["src/hooktel/otel/metrics/aggregator.c"]),
     Extension("hooktel.otel.export.encoder", ["src/hooktel/otel/export/encoder.c"]),
+    Extension("hooktel.otel.spans.requestspan", ["src/hooktel/otel/spans/requestspan.c"]),
 ]
 
 

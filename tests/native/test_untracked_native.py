@@ -7,7 +7,7 @@ import gc
 from typing import Any
 
 from hooktel import _core
-from hooktel.otel.spans.requestspan import untracked_py
+from hooktel.otel.spans.requestspan_py import untracked_py
 
 
 def test_untracked_takes_a_container_out_and_returns_it_as_it_is() -> None:

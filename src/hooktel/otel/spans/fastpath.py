@@ -3,7 +3,8 @@
 Most of what one SDK span costs on the request path is re-validating
 attributes hooktel built and already knows to be valid, the containers and
 locks of the SDK's `Span`, and the generic `Tracer.start_span` plumbing. This
-module starts a `RequestSpan` instead (see `spans.requestspan`): the whole Span API
+module starts a request span instead (`spans.requestspan_py.RequestSpan`, or its
+compiled twin where the extension `spans.requestspan` is built): the whole Span API
 with the SDK's semantics, handed to the span processors as the SDK hands its
 own spans (`on_start` with the live span, `on_end` with a standard
 `ReadableSpan`).
@@ -30,7 +31,7 @@ from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import SpanKind, TraceFlags
 
 from .. import _sdk
-from .requestspan import RequestSpan, span_class, untracked
+from .requestspan_py import HandlerCalls, compiled_spans, span_class, untracked
 
 ENV_FAST_PATH = "HOOKTEL_OTEL_FAST_PATH"
 
@@ -71,7 +72,8 @@ class FastSpans:
         self._metrics: Any = _sdk.tracer_metrics(tracer)
         self._random_ids = _sdk.is_trace_id_random(tracer)
         self._bits = _sdk.random_bits(tracer)
-        self._span_class = span_class(tracer, _sdk.on_ending(tracer))
+        on_ending = _sdk.on_ending(tracer)
+        self._span_class = compiled_spans(tracer, on_ending) or span_class(tracer, on_ending)
 
     @classmethod
     def for_tracer(cls, tracer: trace_api.Tracer) -> FastSpans | None:
@@ -159,8 +161,8 @@ def _redraw(bits: Callable[[int], int], width: int) -> int:
 
 
 def set_trusted(span: trace_api.Span, attributes: Mapping[str, Any]) -> None:
-    """Set attributes hooktel built: without validating them again on a `RequestSpan`."""
-    if isinstance(span, RequestSpan):
+    """Set attributes hooktel built: without validating them again on a request span."""
+    if isinstance(span, HandlerCalls):
         span.set_trusted(attributes)
     else:
         span.set_attributes(attributes)
