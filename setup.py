@@ -27,9 +27,9 @@ EXTENSIONS = [
         ],
         depends=["src/hooktel/_core/core.h"],
     ),
+    Extension("hooktel.otel.spans.requestspan", ["src/hooktel/otel/spans/requestspan.c"]),
     Extension("hooktel.otel.metrics.aggregator", ["src/hooktel/otel/metrics/aggregator.c"]),
     Extension("hooktel.otel.export.encoder", ["src/hooktel/otel/export/encoder.c"]),
-    Extension("hooktel.otel.spans.requestspan", ["src/hooktel/otel/spans/requestspan.c"]),
 ]
 
 

@@ -36,6 +36,29 @@ def test_pure_python_env_selects_the_twins() -> None:
     assert _native_flag(env) == "False"
 
 
+TWINNED = ("hooktel.otel.spans.requestspan",)
+
+
+def _chosen(env: dict[str, str]) -> list[str]:
+    code = (
+        "import sys, hooktel.otel; from hooktel import _core; "
+        f"print(*[_core.twin(name).__file__ for name in {TWINNED!r}])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return result.stdout.split()
+
+
+@pytest.mark.pure_python
+def test_each_extension_is_chosen_once_compiled_or_its_py_twin() -> None:
+    """`_core.twin`: the compiled module where it is built, `X_py` under HOOKTEL_PURE_PYTHON=1."""
+    compiled = {k: v for k, v in os.environ.items() if k != "HOOKTEL_PURE_PYTHON"}
+    assert [Path(path).suffix for path in _chosen(compiled)] == [".so"] * len(TWINNED)
+    pure = _chosen({**os.environ, "HOOKTEL_PURE_PYTHON": "1"})
+    assert [Path(path).name for path in pure] == [f"{n.rsplit('.', 1)[1]}_py.py" for n in TWINNED]
+
+
 @pytest.mark.skipif(not os.environ.get("HOOKTEL_EXPECT_SANITIZED"), reason="ASan run only")
 def test_the_sanitized_build_is_loaded() -> None:
     """scripts/asan.sh builds into a copy of src/ first on PYTHONPATH: that copy must run."""
@@ -83,7 +106,10 @@ def test_install_without_a_compiler_falls_back_with_a_notice(tmp_path: Path) -> 
         if line.strip().startswith("hooktel: C extension")
     ]
     assert len(notices) == 1, install.stdout[-3000:]  # one line, whatever was not built
-    assert "hooktel._core.compiled" in notices[0] and "hooktel.otel.export.encoder" in notices[0]
+    assert all(
+        name in notices[0]
+        for name in ("hooktel._core.compiled", "hooktel.otel.export.encoder", *TWINNED)
+    )
     assert not list(target.glob("hooktel/**/*.so"))
     run_env = {k: v for k, v in os.environ.items() if k != "HOOKTEL_PURE_PYTHON"}
     run_env["PYTHONPATH"] = str(target)

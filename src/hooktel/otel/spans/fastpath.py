@@ -31,7 +31,9 @@ from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import SpanKind, TraceFlags
 
 from .. import _sdk
-from .requestspan_py import HandlerCalls, compiled_spans, span_class, untracked
+from .requestspan_py import HandlerCalls, compiled_spans, helpers, span_class
+
+untracked = helpers.untracked
 
 ENV_FAST_PATH = "HOOKTEL_OTEL_FAST_PATH"
 

@@ -1,21 +1,23 @@
-/* hooktel.otel.spans.requestspan: the compiled request span.
+/* hooktel.otel.spans.requestspan: the compiled request span and the span bridge's helpers.
  *
- * `SpanCore` is the C part of the twin of `RequestSpan` (requestspan_py.py, its
- * specification; tests/native/test_requestspan_native.py runs the same handler
- * scripts against both and compares the exported spans; HOOKTEL_PURE_PYTHON=1
- * runs the twin). It does in C what every request does: start (the span
- * processors' `on_start`), `get_span_context`, `is_recording`, hooktel's own
- * attributes (`set_trusted`, into a plain dict), `update_name` and `end` (the
- * hand-over to `on_end`). What only a handler asks for (its own attributes,
- * events, links, status, exceptions) is the twin's Python, shared by both
- * (`requestspan_py.HandlerCalls`): it goes through the SDK's validating
- * containers, which are Python anyway.
+ * The twin of requestspan_py.py, which is the specification (tests/native/ holds
+ * this module to it; HOOKTEL_PURE_PYTHON=1 runs the twin). Apart from the core:
+ * the core is stdlib-only and knows nothing of spans. What this module shares with
+ * its twin (the trace flags this side sends) it is given once, by configure().
+ *
+ * `SpanCore` is the C part of the twin of `RequestSpan`: it does in C what every
+ * request does: start (the span processors' `on_start`), `get_span_context`,
+ * `is_recording`, hooktel's own attributes (`set_trusted`, into a plain dict),
+ * `update_name` and `end` (the hand-over to `on_end`). What only a handler asks for
+ * (its own attributes, events, links, status, exceptions) is the twin's Python,
+ * shared by both (`requestspan_py.HandlerCalls`): it goes through the SDK's
+ * validating containers, which are Python anyway.
  *
  * The fields `ReadableSpan`'s properties read are members of a subtype made by
- * `span_type(fields)`, named by the seam to OpenTelemetry's internals
+ * `span_type(name, fields)`, named by the seam to OpenTelemetry's internals
  * (hooktel/otel/_sdk.py): no private name of OpenTelemetry is written here.
- * `Spans` holds what every span of one tracer shares (its processor, the
- * Python class its spans are, the callables of the rare paths) and makes them.
+ * `Spans` holds what every span of one tracer shares (its processor, the Python
+ * class its spans are, the callables of the rare paths) and makes them.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -23,9 +25,150 @@
 #include <time.h>
 
 typedef struct {
-    PyTypeObject *core_type;   /* SpanCore */
-    PyTypeObject *spans_type;  /* Spans */
-} span_state;
+    long known_trace_flags;   /* requestspan_py.KNOWN_TRACE_FLAGS; -1 until configure() */
+    PyTypeObject *core_type;  /* SpanCore */
+    PyTypeObject *spans_type; /* Spans */
+} SpansState;
+
+static const char HEX[] = "0123456789abcdef";
+
+/* `number` as `nbytes` (8 or 16) big-endian hex digits at `out`: OverflowError for a
+ * negative or too large id, as int.to_bytes. */
+static int
+write_hex(char *out, PyObject *number, int nbytes)
+{
+    unsigned long long words[2] = {0, 0}; /* most significant first */
+    int result = -1;
+    PyObject *high = NULL;
+    if (nbytes == 8) {
+        words[1] = PyLong_AsUnsignedLongLong(number);
+    }
+    else {
+        PyObject *shift = PyLong_FromLong(64);
+        high = shift == NULL ? NULL : PyNumber_Rshift(number, shift);
+        Py_XDECREF(shift);
+        if (high == NULL) {
+            goto done;
+        }
+        words[0] = PyLong_AsUnsignedLongLong(high); /* -1 >> 64 is -1: negative ids fail here */
+        words[1] = PyLong_AsUnsignedLongLongMask(number);
+    }
+    if (PyErr_Occurred()) {
+        goto done;
+    }
+    for (int i = 0; i < nbytes; i++) {
+        unsigned long long word = words[(16 - nbytes + i) / 8];
+        unsigned int byte = (unsigned int)(word >> (8 * (7 - i % 8))) & 0xff;
+        out[2 * i] = HEX[byte >> 4];
+        out[2 * i + 1] = HEX[byte & 0xf];
+    }
+    result = 0;
+done:
+    Py_XDECREF(high);
+    return result;
+}
+
+PyDoc_STRVAR(format_traceparent_doc,
+"format_traceparent(trace_id, span_id, trace_flags, /) -> str\n\n"
+"The version 00 traceparent this side sends, flags outside KNOWN_TRACE_FLAGS zero.");
+
+static PyObject *
+format_traceparent(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    SpansState *state = PyModule_GetState(module);
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "format_traceparent() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (state->known_trace_flags < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "format_traceparent(): configure() first");
+        return NULL;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (!PyLong_Check(args[i])) {
+            PyErr_SetString(PyExc_TypeError, "format_traceparent() takes int arguments");
+            return NULL;
+        }
+    }
+    long flags = PyLong_AsLong(args[2]);
+    if (flags == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (flags < 0 || flags > 255) {
+        PyErr_SetString(PyExc_OverflowError, "trace_flags must be 0-255");
+        return NULL;
+    }
+    flags &= state->known_trace_flags;
+    char out[55] = "00-";
+    if (write_hex(out + 3, args[0], 16) < 0 || write_hex(out + 36, args[1], 8) < 0) {
+        return NULL;
+    }
+    out[35] = out[52] = '-';
+    out[53] = HEX[flags >> 4];
+    out[54] = HEX[flags & 0xf];
+    return PyUnicode_FromStringAndSize(out, 55);
+}
+
+PyDoc_STRVAR(without_keys_doc,
+"without_keys(mapping, skip, /) -> dict\n\n"
+"A new dict of the items of `mapping` (a dict) whose keys are not in `skip` (a set):\n"
+"the twin of `{k: v for k, v in mapping.items() if k not in skip}`.");
+
+static PyObject *
+without_keys(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyDict_Check(args[0]) || !PyAnySet_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "without_keys(mapping: dict, skip: set)");
+        return NULL;
+    }
+    PyObject *result = PyDict_New();
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    while (result != NULL && PyDict_Next(args[0], &position, &key, &value)) {
+        int skipped = PySet_Contains(args[1], key);
+        if (skipped < 0 || (!skipped && PyDict_SetItem(result, key, value) < 0)) {
+            Py_CLEAR(result);
+        }
+    }
+    return result;
+}
+
+PyDoc_STRVAR(untracked_doc,
+"untracked(obj, /) -> obj\n\n"
+"`obj`, taken out of the garbage collector's care. For objects that cannot be part of a\n"
+"reference cycle (a finished span and its span context: they refer to values, never back),\n"
+"which wait in an export queue long enough to survive young collections and be traversed\n"
+"again by every older one. Reference counting still frees them. The Python twin can only\n"
+"return `obj`.");
+
+static PyObject *
+untracked(PyObject *module, PyObject *obj)
+{
+    if (PyObject_IS_GC(obj) && PyObject_GC_IsTracked(obj)) {
+        PyObject_GC_UnTrack(obj);
+    }
+    return Py_NewRef(obj);
+}
+
+PyDoc_STRVAR(configure_doc,
+"configure(*, known_trace_flags)\n\n"
+"What this module takes from its Python twin, once (hooktel._core.twin).");
+
+static PyObject *
+configure(PyObject *module, PyObject *args, PyObject *options)
+{
+    static char *keywords[] = {"known_trace_flags", NULL};
+    long flags;
+    if (!PyArg_ParseTupleAndKeywords(args, options, "$l:configure", keywords, &flags)) {
+        return NULL;
+    }
+    if (flags < 0 || flags > 255) {
+        PyErr_SetString(PyExc_ValueError, "configure(): known_trace_flags must be 0-255");
+        return NULL;
+    }
+    ((SpansState *)PyModule_GetState(module))->known_trace_flags = flags;
+    Py_RETURN_NONE;
+}
 
 /* What every span of one tracer shares. */
 typedef struct {
@@ -249,17 +392,6 @@ span_update_name(Span *self, PyObject *name)
     Py_RETURN_NONE;
 }
 
-/* `untracked`: a finished span is out of the collector's care (its fields refer to values,
- * never back to it). Twin: requestspan_py.untracked. */
-static PyObject *
-untrack(PyObject *obj)
-{
-    if (PyObject_IS_GC(obj) && PyObject_GC_IsTracked(obj)) {
-        PyObject_GC_UnTrack(obj);
-    }
-    return obj;
-}
-
 /* What `on_end` gets: the span itself when every processor takes request spans, else a
  * genuine ReadableSpan of its fields (positional: ReadableSpan's parameter order). */
 static PyObject *
@@ -400,7 +532,9 @@ span_end(Span *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
     if (span == NULL) {
         goto done;
     }
-    result = PyObject_CallMethodOneArg(spans->processor, spans->s_on_end, untrack(span));
+    /* Ended: nothing changes it any more, out of the collector's care (`untracked`). */
+    Py_SETREF(span, untracked(NULL, span));
+    result = PyObject_CallMethodOneArg(spans->processor, spans->s_on_end, span);
     Py_DECREF(span);
     if (result != NULL) {
         Py_SETREF(result, Py_NewRef(Py_None));
@@ -570,7 +704,7 @@ spans_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
                                      &unset, &kind, &resource, &info, &scope, &plain_max)) {
         return NULL;
     }
-    span_state *state = PyType_GetModuleState(type);
+    SpansState *state = PyType_GetModuleState(type);
     if (state == NULL) {
         return NULL;
     }
@@ -622,7 +756,7 @@ PyDoc_STRVAR(spans_doc,
 "      set_trusted, bounded, unset, kind, resource, info, scope, plain_max)\n\n"
 "spans(name, context, parent, attributes, record_end_metrics): one tracer's request spans.");
 
-static PyType_Slot spans_slots[] = {
+static PyType_Slot spans_type_slots[] = {
     {Py_tp_doc, (void *)spans_doc},
     {Py_tp_new, spans_new},
     {Py_tp_dealloc, spans_dealloc},
@@ -638,7 +772,7 @@ static PyType_Spec spans_spec = {
     .basicsize = sizeof(Spans),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
              | Py_TPFLAGS_IMMUTABLETYPE,
-    .slots = spans_slots,
+    .slots = spans_type_slots,
 };
 
 /* ---------------------------------------------------------------- span_type */
@@ -658,7 +792,7 @@ span_type(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                      N_FIELDS);
         return NULL;
     }
-    span_state *state = PyModule_GetState(module);
+    SpansState *state = PyModule_GetState(module);
     PyObject *fields = args[1];
     PyMemberDef members[N_FIELDS + 1];
     for (Py_ssize_t i = 0; i < N_FIELDS; i++) {
@@ -704,16 +838,25 @@ span_type(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyMethodDef module_methods[] = {
+    {"format_traceparent", (PyCFunction)(void (*)(void))format_traceparent, METH_FASTCALL,
+     format_traceparent_doc},
+    {"without_keys", (PyCFunction)(void (*)(void))without_keys, METH_FASTCALL,
+     without_keys_doc},
+    {"untracked", (PyCFunction)untracked, METH_O, untracked_doc},
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
+     configure_doc},
     {"span_type", (PyCFunction)(void (*)(void))span_type, METH_FASTCALL, span_type_doc},
-    {NULL},
+    {NULL, NULL, 0, NULL},
 };
+
 
 /* ---------------------------------------------------------------- module */
 
 static int
 module_exec(PyObject *module)
 {
-    span_state *state = PyModule_GetState(module);
+    SpansState *state = PyModule_GetState(module);
+    state->known_trace_flags = -1;
     PyObject *roles = Py_BuildValue("(sssssssss)", "name", "context", "parent", "attributes",
                                     "events", "links", "status", "start_time", "end_time");
     if (roles == NULL || PyModule_AddObject(module, "SPAN_FIELDS", roles) < 0) {
@@ -734,7 +877,7 @@ module_exec(PyObject *module)
 static int
 module_traverse(PyObject *module, visitproc visit, void *arg)
 {
-    span_state *state = PyModule_GetState(module);
+    SpansState *state = PyModule_GetState(module);
     Py_VISIT(state->core_type);
     Py_VISIT(state->spans_type);
     return 0;
@@ -743,7 +886,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
 static int
 module_clear(PyObject *module)
 {
-    span_state *state = PyModule_GetState(module);
+    SpansState *state = PyModule_GetState(module);
     Py_CLEAR(state->core_type);
     Py_CLEAR(state->spans_type);
     return 0;
@@ -763,8 +906,9 @@ static PyModuleDef_Slot module_slots[] = {
 static struct PyModuleDef requestspan_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "hooktel.otel.spans.requestspan",
-    .m_doc = "The compiled request span (twin: hooktel.otel.spans.requestspan_py).",
-    .m_size = sizeof(span_state),
+    .m_doc = "The compiled request span and the span bridge's helpers: compiled twins of\n"
+             "hooktel.otel.spans.requestspan_py.",
+    .m_size = sizeof(SpansState),
     .m_methods = module_methods,
     .m_slots = module_slots,
     .m_traverse = module_traverse,
