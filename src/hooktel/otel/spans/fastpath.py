@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import SpanKind, TraceFlags
 
 from .. import _sdk
-from .requestspan_py import HandlerCalls, compiled_spans, helpers, span_class
+from .requestspan_py import HandlerCalls, RequestSpan, compiled_spans, helpers, span_class
 
 untracked = helpers.untracked
 
@@ -75,7 +75,10 @@ class FastSpans:
         self._random_ids = _sdk.is_trace_id_random(tracer)
         self._bits = _sdk.random_bits(tracer)
         on_ending = _sdk.on_ending(tracer)
-        self._span_class = compiled_spans(tracer, on_ending) or span_class(tracer, on_ending)
+        # The compiled twin's spans where it is built: the same calls, the same spans.
+        self._span_class: Callable[..., RequestSpan] = compiled_spans(
+            tracer, on_ending
+        ) or span_class(tracer, on_ending)
 
     @classmethod
     def for_tracer(cls, tracer: trace_api.Tracer) -> FastSpans | None:

@@ -27,7 +27,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
@@ -110,7 +110,7 @@ def span_class(
         "_plain_max": _plain_max(limits),
     }
     cls = RequestSpan if base is None else base
-    return type(cls.__name__, (cls,), shared)  # type: ignore[return-value]
+    return type(cls.__name__, (cls,), shared)
 
 
 def _plain_max(limits: SpanLimits) -> int:
@@ -140,12 +140,17 @@ class HandlerCalls:
     _kind = _SERVER
     # Every span's own (ReadableSpan's fields; `_sdk.READABLE_FIELDS`).
     _name: str
-    _attributes: dict[str, Any] | BoundedAttributes
+    _context: Any
+    _attributes: Any  # a plain dict, or BoundedAttributes once the SDK's rules apply
     _status: Status
     _end_time: int | None
     _events: BoundedList[Event] | tuple[()]
     _links: BoundedList[trace_api.Link] | tuple[()]
     _lock: Any
+
+    if TYPE_CHECKING:  # each twin's own
+
+        def is_recording(self) -> bool: ...
 
     def set_trusted(self, attributes: Mapping[str, Any]) -> None:
         """Add attributes hooktel built, without validating them again."""
@@ -170,7 +175,8 @@ class HandlerCalls:
         """The attributes as the SDK keeps them, from the first time the SDK rules apply."""
         if type(self._attributes) is dict:
             self._attributes = self._bounded()
-        return self._attributes  # type: ignore[return-value]
+        bounded: BoundedAttributes = self._attributes
+        return bounded
 
     # -- the Span API, with the SDK's semantics ----------------------------------------
 
@@ -271,7 +277,7 @@ class HandlerCalls:
         if exc_val is not None and self.is_recording():
             self.record_exception(exc_val, escaped=True)
             self.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
-        super().__exit__(exc_type, exc_val, exc_tb)
+        super().__exit__(exc_type, exc_val, exc_tb)  # type: ignore[misc] # the API's Span
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(name="{self._name}", context={self._context})'
@@ -316,7 +322,8 @@ class RequestSpan(HandlerCalls, trace_api.Span, ReadableSpan):
         self._span_processor.on_start(self, parent_context=parent_context)
 
     def get_span_context(self) -> trace_api.SpanContext:
-        return self._context  # type: ignore[return-value]
+        context: trace_api.SpanContext = self._context
+        return context
 
     def is_recording(self) -> bool:
         return self._end_time is None
@@ -334,7 +341,7 @@ class RequestSpan(HandlerCalls, trace_api.Span, ReadableSpan):
                 return
             self._end_time = end_time if end_time is not None else time.time_ns()
             if type(self._attributes) is not dict:
-                _sdk.freeze(self._attributes)  # type: ignore[arg-type]
+                _sdk.freeze(self._attributes)
         if self._record_end_metrics is not None:
             self._record_end_metrics()
         if self._on_ending is not None:
@@ -362,7 +369,6 @@ class RequestSpan(HandlerCalls, trace_api.Span, ReadableSpan):
                 )
             )
         )
-
 
 
 helpers = _core.twin("hooktel.otel.spans.requestspan", known_trace_flags=KNOWN_TRACE_FLAGS)
