@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,7 +37,7 @@ def test_pure_python_env_selects_the_twins() -> None:
     assert _native_flag(env) == "False"
 
 
-TWINNED = ("hooktel.otel.spans.requestspan",)
+TWINNED = ("hooktel.otel.spans.requestspan", "hooktel.otel.export.encoder")
 
 
 def _chosen(env: dict[str, str]) -> list[str]:
@@ -66,6 +67,22 @@ def test_the_sanitized_build_is_loaded() -> None:
     assert not Path(_core.core.__file__).is_relative_to(ROOT)
     libraries = Path(f"/proc/{os.getpid()}/maps").read_text()
     assert "libasan" in libraries
+
+
+def test_no_c_source_uses_cpython_private_api() -> None:
+    """Public C API only (capi.h); the vendored pythoncapi_compat.h may use what it backports."""
+    sources = [
+        path
+        for path in (ROOT / "src").rglob("*")
+        if path.suffix in (".c", ".h") and path.name != "pythoncapi_compat.h"
+    ]
+    assert len(sources) >= 10
+    private = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in sources
+        for name in re.findall(r"\b_Py[A-Za-z]\w*", path.read_text())
+    }
+    assert not private
 
 
 def test_install_without_a_compiler_falls_back_with_a_notice(tmp_path: Path) -> None:

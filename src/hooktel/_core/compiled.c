@@ -1,6 +1,6 @@
-/* hooktel._core: the native hook core.
+/* hooktel._core.compiled: the native hook core.
  *
- * The compiled twin of hooktel's Python hook layer (see _core.h for its files). The
+ * The compiled twin of hooktel's Python hook layer (see core.h for its files). The
  * Python modules are the specification: every type and function here has a Python
  * twin it is tested against (tests/native/), and HOOKTEL_PURE_PYTHON=1 runs the twin
  * instead. The core is stdlib-only: it knows nothing of spans. What it needs from the
@@ -14,10 +14,8 @@ CoreState *
 core_state_of_type(PyTypeObject *type)
 {
     /* A subclass (of the middlewares) finds the module through its base. */
-    static PyModuleDef *def = NULL;
     extern struct PyModuleDef core_module;
-    def = &core_module;
-    PyObject *module = PyType_GetModuleByDef(type, def);
+    PyObject *module = PyType_GetModuleByDef(type, &core_module);
     return module == NULL ? NULL : PyModule_GetState(module);
 }
 
@@ -58,7 +56,7 @@ snapshot_of(CoreState *state, PyObject *hooks)
     if (state->snapshot.hooks == hooks) {
         return &state->snapshot;
     }
-    Snapshot fresh = {Py_NewRef(hooks)};
+    Snapshot fresh = {.hooks = Py_NewRef(hooks)};
     fresh.start_hooks = PyObject_GetAttr(hooks, state->s_start_hooks);
     fresh.end_hooks = fresh.start_hooks ? PyObject_GetAttr(hooks, state->s_end_hooks) : NULL;
     fresh.error_hooks = fresh.end_hooks ? PyObject_GetAttr(hooks, state->s_error_hooks) : NULL;
@@ -87,11 +85,7 @@ PyObject *
 optional_attr(PyObject *obj, PyObject *name)
 {
     PyObject *value;
-#if PY_VERSION_HEX >= 0x030D0000
     if (PyObject_GetOptionalAttr(obj, name, &value) < 0) {
-#else
-    if (_PyObject_LookupAttr(obj, name, &value) < 0) {
-#endif
         return NULL;
     }
     return value;
@@ -121,12 +115,6 @@ text_join(PyObject *const *parts, Py_ssize_t count)
         at += part;
     }
     return text;
-}
-
-PyObject *
-new_presized_dict(Py_ssize_t size)
-{
-    return _PyDict_NewPresized(size); /* no resizing while the attributes go in */
 }
 
 /* ---------------------------------------------------------------- configuration */
@@ -244,7 +232,6 @@ static int
 core_exec(PyObject *module)
 {
     CoreState *state = PyModule_GetState(module);
-    init_char_classes();
 #define MAKE_STRING(name, text)                                                \
     if ((state->name = PyUnicode_InternFromString(text)) == NULL) {            \
         return -1;                                                             \

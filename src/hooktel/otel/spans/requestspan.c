@@ -19,8 +19,7 @@
  * `Spans` holds what every span of one tracer shares (its processor, the Python
  * class its spans are, the callables of the rare paths) and makes them.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "capi.h"
 #include <structmember.h>
 #include <time.h>
 
@@ -32,40 +31,19 @@ typedef struct {
 
 static const char HEX[] = "0123456789abcdef";
 
-/* `number` as `nbytes` (8 or 16) big-endian hex digits at `out`: OverflowError for a
- * negative or too large id, as int.to_bytes. */
+/* `number` as `nbytes` (8 or 16) big-endian hex digits at `out`. */
 static int
 write_hex(char *out, PyObject *number, int nbytes)
 {
-    unsigned long long words[2] = {0, 0}; /* most significant first */
-    int result = -1;
-    PyObject *high = NULL;
-    if (nbytes == 8) {
-        words[1] = PyLong_AsUnsignedLongLong(number);
-    }
-    else {
-        PyObject *shift = PyLong_FromLong(64);
-        high = shift == NULL ? NULL : PyNumber_Rshift(number, shift);
-        Py_XDECREF(shift);
-        if (high == NULL) {
-            goto done;
-        }
-        words[0] = PyLong_AsUnsignedLongLong(high); /* -1 >> 64 is -1: negative ids fail here */
-        words[1] = PyLong_AsUnsignedLongLongMask(number);
-    }
-    if (PyErr_Occurred()) {
-        goto done;
+    unsigned char raw[16];
+    if (unsigned_bytes(number, raw, nbytes) < 0) {
+        return -1;
     }
     for (int i = 0; i < nbytes; i++) {
-        unsigned long long word = words[(16 - nbytes + i) / 8];
-        unsigned int byte = (unsigned int)(word >> (8 * (7 - i % 8))) & 0xff;
-        out[2 * i] = HEX[byte >> 4];
-        out[2 * i + 1] = HEX[byte & 0xf];
+        out[2 * i] = HEX[raw[i] >> 4];
+        out[2 * i + 1] = HEX[raw[i] & 0xf];
     }
-    result = 0;
-done:
-    Py_XDECREF(high);
-    return result;
+    return 0;
 }
 
 PyDoc_STRVAR(format_traceparent_doc,
