@@ -112,8 +112,13 @@ def tracer_fields(tracer: sdk_trace.Tracer) -> dict[str, Any]:
     return {
         "_resource": tracer.resource,
         "_instrumentation_info": tracer.instrumentation_info,
-        "_instrumentation_scope": tracer._instrumentation_scope,
+        "_instrumentation_scope": instrumentation_scope(tracer),
     }
+
+
+def instrumentation_scope(tracer: sdk_trace.Tracer) -> Any:
+    """The tracer's `InstrumentationScope` (kept privately; every span of it shares it)."""
+    return tracer._instrumentation_scope
 
 
 def is_default_sampler(sampler: Any) -> bool:

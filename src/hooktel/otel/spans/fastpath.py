@@ -3,7 +3,8 @@
 Most of what one SDK span costs on the request path is re-validating
 attributes hooktel built and already knows to be valid, the containers and
 locks of the SDK's `Span`, and the generic `Tracer.start_span` plumbing. This
-module starts a `RequestSpan` instead (see `spans.requestspan`): the whole Span API
+module starts a request span instead (`spans.requestspan_py.RequestSpan`, or its
+compiled twin where the extension `spans.requestspan` is built): the whole Span API
 with the SDK's semantics, handed to the span processors as the SDK hands its
 own spans (`on_start` with the live span, `on_end` with a standard
 `ReadableSpan`).
@@ -30,7 +31,7 @@ from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import SpanKind, TraceFlags
 
 from .._sdk import trace as seam
-from .requestspan_py import RequestSpan, helpers, span_class
+from .requestspan_py import HandlerCalls, RequestSpan, compiled_spans, helpers, span_class
 
 untracked = helpers.untracked
 
@@ -73,7 +74,11 @@ class FastSpans:
         self._metrics: Any = seam.tracer_metrics(tracer)
         self._random_ids = seam.is_trace_id_random(tracer)
         self._bits = seam.random_bits(tracer)
-        self._span_class = span_class(tracer, seam.on_ending(tracer))
+        on_ending = seam.on_ending(tracer)
+        # The compiled twin's spans where it is built: the same calls, the same spans.
+        self._span_class: Callable[..., RequestSpan] = compiled_spans(
+            tracer, on_ending
+        ) or span_class(tracer, on_ending)
 
     @classmethod
     def for_tracer(cls, tracer: trace_api.Tracer) -> FastSpans | None:
@@ -161,8 +166,8 @@ def _redraw(bits: Callable[[int], int], width: int) -> int:
 
 
 def set_trusted(span: trace_api.Span, attributes: Mapping[str, Any]) -> None:
-    """Set attributes hooktel built: without validating them again on a `RequestSpan`."""
-    if isinstance(span, RequestSpan):
+    """Set attributes hooktel built: without validating them again on a request span."""
+    if isinstance(span, HandlerCalls):
         span.set_trusted(attributes)
     else:
         span.set_attributes(attributes)

@@ -27,7 +27,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
@@ -46,6 +46,7 @@ _SERVER = SpanKind.SERVER  # an Enum member lookup costs ~80 ns on Python 3.11
 
 
 _T = TypeVar("_T")
+_S = TypeVar("_S", bound="HandlerCalls")
 
 KNOWN_TRACE_FLAGS = TraceFlags.SAMPLED | seam.RANDOM_TRACE_ID
 """The flags Level 2 defines (section 3.2.2.5): sampled and random-trace-id.
@@ -88,8 +89,10 @@ def untracked(obj: _T) -> _T:
     return obj
 
 
-def span_class(tracer: Any, on_ending: Callable[[Any], None] | None) -> type[RequestSpan]:
-    """The `RequestSpan` class of one tracer's spans.
+def span_class(
+    tracer: Any, on_ending: Callable[[Any], None] | None, base: type[_S] | None = None
+) -> type[_S]:
+    """The `RequestSpan` class (or `base`'s: the compiled span's) of one tracer's spans.
 
     What every span of a tracer shares (its resource, instrumentation info and
     scope, span limits and span processor) is read once, and kept as class
@@ -104,7 +107,8 @@ def span_class(tracer: Any, on_ending: Callable[[Any], None] | None) -> type[Req
         "_on_ending": on_ending,
         "_plain_max": _plain_max(limits),
     }
-    return type(RequestSpan.__name__, (RequestSpan,), shared)
+    cls = RequestSpan if base is None else base
+    return type(cls.__name__, (cls,), shared)
 
 
 def _plain_max(limits: SpanLimits) -> int:
@@ -114,10 +118,13 @@ def _plain_max(limits: SpanLimits) -> int:
     return sys.maxsize if limits.max_span_attributes is None else limits.max_span_attributes
 
 
-class RequestSpan(trace_api.Span, ReadableSpan):
-    """One request's SERVER span; the whole `opentelemetry.trace.Span` API.
+class HandlerCalls:
+    """What a handler calls on a request span, with the SDK's semantics: both twins'.
 
-    Made through the class `span_class` returns for the span's tracer.
+    The handler's own attributes, events and links go through the SDK's validating
+    containers (`BoundedAttributes`, `BoundedList`, the same span limits); those are
+    Python, so this part is Python for the compiled span too (its C part calls
+    `set_trusted` and `_bounded` here when the attributes are no longer a plain dict).
     """
 
     # Shared by every span of one tracer (set by `span_class`).
@@ -128,43 +135,24 @@ class RequestSpan(trace_api.Span, ReadableSpan):
     _span_processor: Any
     _on_ending: Callable[[Any], None] | None
     _plain_max: int
-    # Every span's until it changes them.
     _kind = _SERVER
-    _status = _UNSET
-    _end_time: int | None = None
-    _events: BoundedList[Event] | tuple[()] = ()
-    _links: BoundedList[trace_api.Link] | tuple[()] = ()
-    _record_end_metrics: Callable[[], None] | None = None
+    # Every span's own (ReadableSpan's fields; `seam.READABLE_FIELDS`).
+    _name: str
+    _context: Any
+    _attributes: Any  # a plain dict, or BoundedAttributes once the SDK's rules apply
+    _status: Status
+    _end_time: int | None
+    _events: BoundedList[Event] | tuple[()]
+    _links: BoundedList[trace_api.Link] | tuple[()]
+    _handler_lock: Any
 
-    def __init__(
-        self,
-        name: str,
-        context: trace_api.SpanContext,
-        parent: trace_api.SpanContext | None,
-        attributes: dict[str, Any],
-        record_end_metrics: Callable[[], None] | None,
-    ) -> None:
-        # The fields ReadableSpan's properties read, set without its constructor.
-        self._name = name
-        self._context = context
-        self._parent = parent
-        self._start_time: int | None = None
-        if record_end_metrics is not None:
-            self._record_end_metrics = record_end_metrics
-        self._lock = threading.Lock()
-        self._attributes: dict[str, Any] | BoundedAttributes = attributes
-        if len(attributes) > self._plain_max:
-            self._attributes = self._bounded()
+    if TYPE_CHECKING:  # each twin's own
 
-    def start(self, start_time: int, parent_context: Context) -> None:
-        self._start_time = start_time
-        self._span_processor.on_start(self, parent_context=parent_context)
-
-    # -- what hooktel sets ------------------------------------------------------------
+        def is_recording(self) -> bool: ...
 
     def set_trusted(self, attributes: Mapping[str, Any]) -> None:
         """Add attributes hooktel built, without validating them again."""
-        with self._lock:
+        with self._handler_lock:
             if self._end_time is not None:
                 return
             current = self._attributes
@@ -185,18 +173,13 @@ class RequestSpan(trace_api.Span, ReadableSpan):
         """The attributes as the SDK keeps them, from the first time the SDK rules apply."""
         if type(self._attributes) is dict:
             self._attributes = self._bounded()
-        return self._attributes  # type: ignore[return-value]
+        bounded: BoundedAttributes = self._attributes
+        return bounded
 
     # -- the Span API, with the SDK's semantics ----------------------------------------
 
-    def get_span_context(self) -> trace_api.SpanContext:
-        return self._context  # type: ignore[return-value]
-
-    def is_recording(self) -> bool:
-        return self._end_time is None
-
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        with self._lock:
+        with self._handler_lock:
             if self._end_time is not None:
                 logger.warning("Setting attribute on ended span.")
                 return
@@ -215,7 +198,7 @@ class RequestSpan(trace_api.Span, ReadableSpan):
             max_value_len=limits.max_attribute_length,
             immutable=True,
         )
-        with self._lock:
+        with self._handler_lock:
             if self._end_time is not None:
                 logger.warning("Calling add_event on an ended span.")
                 return
@@ -235,19 +218,13 @@ class RequestSpan(trace_api.Span, ReadableSpan):
             max_value_len=limits.max_attribute_length,
             immutable=True,
         )
-        with self._lock:
+        with self._handler_lock:
             if self._end_time is not None:
                 logger.warning("Calling add_link on an ended span.")
                 return
             if not self._links:
                 self._links = BoundedList(limits.max_links)
             self._links.append(trace_api.Link(context=context, attributes=bounded))
-
-    def update_name(self, name: str) -> None:
-        if self._end_time is not None:
-            logger.warning("Calling update_name on an ended span.")
-            return
-        self._name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
         if self._end_time is not None:
@@ -288,14 +265,81 @@ class RequestSpan(trace_api.Span, ReadableSpan):
             event.update(attributes)
         self.add_event("exception", event, timestamp)
 
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        """As the SDK's span: an exception leaving a `with` block is recorded, then end."""
+        if exc_val is not None and self.is_recording():
+            self.record_exception(exc_val, escaped=True)
+            self.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
+        super().__exit__(exc_type, exc_val, exc_tb)  # type: ignore[misc] # the API's Span
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(name="{self._name}", context={self._context})'
+
+
+class RequestSpan(HandlerCalls, trace_api.Span, ReadableSpan):
+    """One request's SERVER span; the whole `opentelemetry.trace.Span` API.
+
+    Made through the class `span_class` returns for the span's tracer. Its compiled
+    twin is `requestspan.SpanCore` (see `compiled_spans`).
+    """
+
+    # Every span's until it changes them.
+    _status = _UNSET
+    _end_time: int | None = None
+    _events: BoundedList[Event] | tuple[()] = ()
+    _links: BoundedList[trace_api.Link] | tuple[()] = ()
+    _record_end_metrics: Callable[[], None] | None = None
+
+    def __init__(
+        self,
+        name: str,
+        context: trace_api.SpanContext,
+        parent: trace_api.SpanContext | None,
+        attributes: dict[str, Any],
+        record_end_metrics: Callable[[], None] | None,
+    ) -> None:
+        # The fields ReadableSpan's properties read, set without its constructor.
+        self._name = name
+        self._context = context
+        self._parent = parent
+        self._start_time: int | None = None
+        if record_end_metrics is not None:
+            self._record_end_metrics = record_end_metrics
+        self._handler_lock = threading.Lock()
+        self._attributes = attributes
+        if len(attributes) > self._plain_max:
+            self._attributes = self._bounded()
+
+    def start(self, start_time: int, parent_context: Context) -> None:
+        self._start_time = start_time
+        self._span_processor.on_start(self, parent_context=parent_context)
+
+    def get_span_context(self) -> trace_api.SpanContext:
+        context: trace_api.SpanContext = self._context
+        return context
+
+    def is_recording(self) -> bool:
+        return self._end_time is None
+
+    def update_name(self, name: str) -> None:
+        if self._end_time is not None:
+            logger.warning("Calling update_name on an ended span.")
+            return
+        self._name = name
+
     def end(self, end_time: int | None = None) -> None:
-        with self._lock:
+        with self._handler_lock:
             if self._end_time is not None:
                 logger.warning("Calling end() on an ended span.")
                 return
             self._end_time = end_time if end_time is not None else time.time_ns()
             if type(self._attributes) is not dict:
-                seam.freeze(self._attributes)  # type: ignore[arg-type]
+                seam.freeze(self._attributes)
         if self._record_end_metrics is not None:
             self._record_end_metrics()
         if self._on_ending is not None:
@@ -324,22 +368,61 @@ class RequestSpan(trace_api.Span, ReadableSpan):
             )
         )
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        """As the SDK's span: an exception leaving a `with` block is recorded, then end."""
-        if exc_val is not None and self.is_recording():
-            self.record_exception(exc_val, escaped=True)
-            self.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
-        super().__exit__(exc_type, exc_val, exc_tb)
-
-    def __repr__(self) -> str:
-        return f'{type(self).__name__}(name="{self._name}", context={self._context})'
-
 
 helpers = _core.twin("hooktel.otel.spans.requestspan", known_trace_flags=KNOWN_TRACE_FLAGS)
 """The helpers that run: the compiled `requestspan`, or this module; given its flags here,
 before any other module asks `_core.twin` for it (importing this module comes first)."""
+_compiled = None if helpers.__name__ == __name__ else helpers
+
+
+def _compiled_class() -> type[HandlerCalls] | None:
+    """The compiled span's Python class: the whole Span API over its C part, or None.
+
+    The C part's fields are named as `ReadableSpan`'s (the seam's `READABLE_FIELDS`,
+    each `_` and its constructor parameter's name), so `ReadableSpan`'s properties, and
+    whoever reads a span's fields as the SDK lays them out, read them as they are. A C
+    type cannot subclass the API's `Span` (an ABC), a Python class over it can.
+    """
+    if _compiled is None:
+        return None
+    by_role = {field.lstrip("_"): field for field in seam.READABLE_FIELDS}
+    fields = _compiled.span_type(
+        f"{__name__}.SpanFields", tuple(by_role[role] for role in _compiled.SPAN_FIELDS)
+    )
+    return type(
+        "CompiledRequestSpan",
+        (fields, HandlerCalls, trace_api.Span, ReadableSpan),
+        {
+            "__doc__": "One request's SERVER span, compiled; the twin of `RequestSpan`.",
+            "__module__": __name__,
+        },
+    )
+
+
+CompiledRequestSpan = _compiled_class()
+
+
+def compiled_spans(tracer: Any, on_ending: Callable[[Any], None] | None) -> Any:
+    """One tracer's compiled spans: `spans(name, context, parent, attributes, record_end)`,
+    the compiled twin of the class `span_class` returns (None: not compiled here)."""
+    if _compiled is None or CompiledRequestSpan is None:
+        return None
+    cls = span_class(tracer, on_ending, CompiledRequestSpan)
+    return _compiled.Spans(
+        cls=cls,
+        processor=tracer.span_processor,
+        on_ending=on_ending,
+        readable=ReadableSpan,
+        takes=takes_request_spans,
+        freeze=seam.freeze,
+        warn=logger.warning,
+        lock_type=threading.Lock,
+        set_trusted=HandlerCalls.set_trusted,
+        bounded=HandlerCalls._bounded,
+        unset=_UNSET,
+        kind=_SERVER,
+        resource=tracer.resource,
+        info=tracer.instrumentation_info,
+        scope=seam.instrumentation_scope(tracer),
+        plain_max=cls._plain_max,
+    )
