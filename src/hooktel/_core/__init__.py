@@ -85,11 +85,17 @@ def bind() -> None:
 
     from .._http import headers as _headers
     from .._http import request as _http
+    from .._http import traceparent as _traceparent
     from .._registry import errors as _errors
     from .._registry import hooks as _registry
 
     core.configure(
         hooks_by_kind=_registry.HOOKS_BY_KIND,
+        http_kind=_registry.HTTP_KIND,
+        parent_trace_id=_traceparent.PARENT_TRACE_ID,
+        parent_span_id=_traceparent.PARENT_SPAN_ID,
+        parent_trace_flags=_traceparent.PARENT_TRACE_FLAGS,
+        parent_trace_state=_traceparent.PARENT_TRACE_STATE,
         report_hook_error=_errors.report_hook_error,
         format_exception=traceback.format_exception,
         known_methods=_http.KNOWN_METHODS,

@@ -156,6 +156,11 @@ configure(PyObject *module, PyObject *args, PyObject *options)
         return NULL;
     }
     if (object_option(options, "hooks_by_kind", &state->hooks_by_kind) < 0 ||
+        size_option(options, "http_kind", &state->http_kind) < 0 ||
+        object_option(options, "parent_trace_id", &state->parent_trace_id) < 0 ||
+        object_option(options, "parent_span_id", &state->parent_span_id) < 0 ||
+        object_option(options, "parent_trace_flags", &state->parent_trace_flags) < 0 ||
+        object_option(options, "parent_trace_state", &state->parent_trace_state) < 0 ||
         object_option(options, "report_hook_error", &state->report_hook_error) < 0 ||
         object_option(options, "format_exception", &state->format_exception) < 0 ||
         object_option(options, "known_methods", &state->known_methods) < 0 ||
@@ -173,7 +178,10 @@ configure(PyObject *module, PyObject *args, PyObject *options)
         size_option(options, "max_tracestate", &state->max_tracestate) < 0) {
         return NULL;
     }
-    if (!PyList_Check(state->hooks_by_kind) || PyList_GET_SIZE(state->hooks_by_kind) <= HTTP_KIND ||
+    if (!PyList_Check(state->hooks_by_kind) || state->http_kind < 0 ||
+        PyList_GET_SIZE(state->hooks_by_kind) <= state->http_kind ||
+        !PyUnicode_Check(state->parent_trace_id) || !PyUnicode_Check(state->parent_span_id) ||
+        !PyUnicode_Check(state->parent_trace_flags) || !PyUnicode_Check(state->parent_trace_state) ||
         !PyAnySet_Check(state->known_methods) || !PyAnySet_Check(state->framing_headers) ||
         !PyTuple_Check(state->cgi_scanned_keys)) {
         PyErr_SetString(PyExc_TypeError, "configure(): unexpected types");
@@ -256,7 +264,9 @@ core_exec(PyObject *module)
     X(asgi_request_type) X(step_type) X(wsgi_middleware_type)                  \
     X(wsgi_request_type) X(wsgi_response_type) X(hooks_by_kind)                \
     X(report_hook_error) X(format_exception) X(known_methods) X(header_pairs)  \
-    X(merge_injected) X(framing_headers) X(cgi_scanned_keys) X(redacted) X(snapshot.hooks)        \
+    X(merge_injected) X(framing_headers) X(cgi_scanned_keys) X(redacted)      \
+    X(parent_trace_id) X(parent_span_id) X(parent_trace_flags)                 \
+    X(parent_trace_state) X(snapshot.hooks)                                    \
     X(snapshot.start_hooks) X(snapshot.end_hooks) X(snapshot.error_hooks)      \
     X(snapshot.inject_hooks) X(snapshot.request_capture)                       \
     X(snapshot.response_capture) X(snapshot.generate_id)

@@ -35,10 +35,6 @@
     X(s_protocol_version, "network.protocol.version")                          \
     X(s_user_agent, "user_agent.original")                                     \
     X(s_request_body_size, "http.request.body.size")                           \
-    X(s_parent_trace_id, "trace.parent.trace_id")                              \
-    X(s_parent_span_id, "trace.parent.span_id")                                \
-    X(s_parent_trace_flags, "trace.parent.trace_flags")                        \
-    X(s_parent_trace_state, "trace.parent.trace_state")                        \
     X(s_status_code, "http.response.status_code")                              \
     X(s_response_body_size, "http.response.body.size")                         \
     X(s_route, "http.route")                                                   \
@@ -144,7 +140,10 @@ typedef struct {
     PyTypeObject *wsgi_request_type;
     PyTypeObject *wsgi_response_type;
     /* Set by configure(), from the Python twin: the single sources of truth. */
-    PyObject *hooks_by_kind;     /* _registry.HOOKS_BY_KIND (a list) */
+    PyObject *hooks_by_kind;     /* _registry.hooks.HOOKS_BY_KIND (a list) */
+    Py_ssize_t http_kind;        /* _registry.hooks.HTTP_KIND: the index into it */
+    /* _http.traceparent.PARENT_*: the start attributes of the caller's trace context */
+    PyObject *parent_trace_id, *parent_span_id, *parent_trace_flags, *parent_trace_state;
     PyObject *report_hook_error; /* _errors.report_hook_error */
     PyObject *format_exception;  /* traceback.format_exception */
     PyObject *known_methods;     /* _http.KNOWN_METHODS (a frozenset) */
@@ -161,8 +160,6 @@ typedef struct {
     CORE_STRINGS(DECLARE_STRING)
 #undef DECLARE_STRING
 } CoreState;
-
-#define HTTP_KIND 1 /* InstrumentKind.HTTP: the index into HOOKS_BY_KIND */
 
 /* The operation: one request's telemetry state (twin of _http.HttpOperation). */
 typedef struct {
@@ -192,7 +189,7 @@ static inline PyObject *
 current_hooks(CoreState *state)
 {
     PyObject *hooks = state->hooks_by_kind == NULL ? Py_None
-                                                   : PyList_GET_ITEM(state->hooks_by_kind, HTTP_KIND);
+                                                   : PyList_GET_ITEM(state->hooks_by_kind, state->http_kind);
     return hooks == Py_None ? NULL : hooks;
 }
 

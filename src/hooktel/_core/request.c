@@ -608,9 +608,9 @@ add_parent(CoreState *state, PyObject *attrs, Scanned *scan)
     }
     PyObject *flags_object = PyLong_FromLong(flags);
     int failed = flags_object == NULL ||
-                 PyDict_SetItem(attrs, state->s_parent_trace_id, trace_id) < 0 ||
-                 PyDict_SetItem(attrs, state->s_parent_span_id, span_id) < 0 ||
-                 PyDict_SetItem(attrs, state->s_parent_trace_flags, flags_object) < 0;
+                 PyDict_SetItem(attrs, state->parent_trace_id, trace_id) < 0 ||
+                 PyDict_SetItem(attrs, state->parent_span_id, span_id) < 0 ||
+                 PyDict_SetItem(attrs, state->parent_trace_flags, flags_object) < 0;
     Py_DECREF(trace_id);
     Py_DECREF(span_id);
     Py_XDECREF(flags_object);
@@ -625,7 +625,7 @@ add_parent(CoreState *state, PyObject *attrs, Scanned *scan)
     }
     Py_ssize_t length = PyUnicode_GET_LENGTH(joined);
     if (length > 0 && length <= state->max_tracestate) {
-        failed = PyDict_SetItem(attrs, state->s_parent_trace_state, joined) < 0;
+        failed = PyDict_SetItem(attrs, state->parent_trace_state, joined) < 0;
     }
     Py_DECREF(joined);
     return failed ? -1 : 0;

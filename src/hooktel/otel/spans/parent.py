@@ -17,6 +17,13 @@ from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from ..._http.headers import REQUEST_HEADER_PREFIX
+from ..._http.traceparent import (
+    PARENT_SPAN_ID,
+    PARENT_TRACE_FLAGS,
+    PARENT_TRACE_ID,
+    PARENT_TRACE_STATE,
+)
 from ..._registry.instrument import Attributes
 from .. import tracecontext
 from .._sdk import trace as seam
@@ -24,8 +31,7 @@ from .requestspan_py import helpers
 
 untracked = helpers.untracked
 
-_BAGGAGE_KEY = "http.request.header.baggage"
-_PREFIX = "http.request.header."
+_BAGGAGE_KEY = REQUEST_HEADER_PREFIX + "baggage"
 _EMPTY = Context()  # immutable: the parent of every request that brings no context
 
 
@@ -60,19 +66,19 @@ class ParentExtractor:
             self._configure(textmap)
         if not self._w3c:
             carrier = {
-                name: list(attrs[_PREFIX + name])
+                name: list(attrs[REQUEST_HEADER_PREFIX + name])
                 for name in self.header_names
-                if _PREFIX + name in attrs
+                if REQUEST_HEADER_PREFIX + name in attrs
             }
             return textmap.extract(carrier, context=Context())
         ctx = _EMPTY
-        trace_id = attrs.get("trace.parent.trace_id")
+        trace_id = attrs.get(PARENT_TRACE_ID)
         if trace_id is not None:
             parent = tracecontext.span_context_from_parent(
                 trace_id,
-                attrs["trace.parent.span_id"],
-                attrs["trace.parent.trace_flags"],
-                attrs.get("trace.parent.trace_state"),
+                attrs[PARENT_SPAN_ID],
+                attrs[PARENT_TRACE_FLAGS],
+                attrs.get(PARENT_TRACE_STATE),
             )
             # Values only, kept by the span until it is exported: see `untracked`.
             untracked(parent.trace_state)

@@ -14,7 +14,8 @@ from opentelemetry import trace
 from opentelemetry.propagate import get_global_textmap
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ..._http.headers import REDACTED
+from ..._http.headers import REDACTED, REQUEST_HEADER_PREFIX, RESPONSE_HEADER_PREFIX
+from ..._http.traceparent import PARENT_KEYS
 from ..._registry.errors import report_hook_error
 from ..._registry.instrument import Attributes
 from .. import _sdk
@@ -37,17 +38,12 @@ _HOOK_ONLY = frozenset(
         "operation.id",
         "operation.timestamp",
         "operation.duration",
-        "trace.parent.trace_id",
-        "trace.parent.span_id",
-        "trace.parent.trace_flags",
-        "trace.parent.trace_state",
+        *PARENT_KEYS,
         "url.full",
         "error.message",  # these two go to the exception event
         "exception.stacktrace",
     }
 )
-_REQUEST_PREFIX = "http.request.header."
-_RESPONSE_PREFIX = "http.response.header."
 
 
 _Live = tuple[trace.Span, int, object, str]
@@ -73,13 +69,13 @@ class ServerSpans:
         self._parents = ParentExtractor(get_global_textmap)
         self._attach = span_attacher()
         extra = set(self._parents.header_names) - set(config.capture_request_headers)
-        self._skip = _HOOK_ONLY | {_REQUEST_PREFIX + name for name in extra}
+        self._skip = _HOOK_ONLY | {REQUEST_HEADER_PREFIX + name for name in extra}
         sanitize = config.sanitize
         self._sanitized = frozenset(
             prefix + name
             for prefix, names in (
-                (_REQUEST_PREFIX, config.capture_request_headers),
-                (_RESPONSE_PREFIX, config.capture_response_headers),
+                (REQUEST_HEADER_PREFIX, config.capture_request_headers),
+                (RESPONSE_HEADER_PREFIX, config.capture_response_headers),
             )
             for name in names
             if sanitize is not None and sanitize.search(name)
