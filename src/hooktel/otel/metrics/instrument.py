@@ -25,7 +25,7 @@ from opentelemetry import metrics
 
 from ..._registry.instrument import Attributes, Instrument, InstrumentKind
 from .._sdk import metrics as seam
-from ..spans import fastpath as _fastpath
+from ..spans import fastpath
 from .histograms import AggregatedHistogram, SdkHistogram
 from .streamtable import Key
 
@@ -268,7 +268,7 @@ def _histogram(
     # HOOKTEL_OTEL_FAST_PATH=0 records through the SDK here too (the tests compare both).
     aggregated = (
         AggregatedHistogram.for_instrument(instrument, NAMES, provider)
-        if _fastpath.enabled()
+        if fastpath.enabled()
         else None
     )
     return aggregated if aggregated is not None else SdkHistogram(instrument, NAMES)

@@ -22,7 +22,7 @@ from .. import _sdk
 from .._config import Config
 from .._sdk.trace import restore_context, span_attacher
 from .._semconv import with_old_names
-from . import fastpath as _fastpath
+from . import fastpath
 from .borrowed import BorrowedSpan
 from .fastpath import FastSpans
 from .parent import ParentExtractor
@@ -64,7 +64,7 @@ class ServerSpans:
         self._request_hook = config.request_hook
         self._response_hook = config.response_hook
         self._plain_traceparent = config.response_propagation == "traceparent"
-        self._fast_enabled = _fastpath.enabled()
+        self._fast_enabled = fastpath.enabled()
         self._fast: FastSpans | None = None
         self._parents = ParentExtractor(get_global_textmap)
         self._attach = span_attacher()
@@ -153,7 +153,7 @@ class ServerSpans:
         try:
             end_ns = start_ns + int(attrs.get("operation.duration", 0))
             if span.is_recording():
-                _fastpath.set_trusted(span, self._span_attributes(attrs))
+                fastpath.set_trusted(span, self._span_attributes(attrs))
                 route = attrs.get("http.route")
                 if route:
                     span.update_name(f"{_method_name(method)} {route}")
