@@ -1,1 +1,1 @@
-"""Issue 3's contract, checked against real servers on 127.0.0.1."""
+"""The hook-point contract, checked against real servers on 127.0.0.1."""

@@ -1,4 +1,4 @@
-"""Issue 3's hook-point contract as tests that any real server must pass.
+"""The hook-point contract (docs/hooks.md) as tests that any real server must pass.
 
 `ServerContract` holds the tests; each server's test file subclasses it and
 names its server (a key of `tests.support.servers.SERVERS`). The server runs
