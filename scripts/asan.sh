@@ -12,7 +12,7 @@ find "$build/src" -name '*.so' -delete
 flags="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -O1 -g"
 (cd "$build" && CFLAGS="$flags" LDFLAGS="-fsanitize=address,undefined" \
     "$OLDPWD/.venv/bin/python" setup.py -q build_ext --inplace 2>&1 | grep -v -e '^running' -e 'copying' || true)
-if ! find "$build/src" -name '_core*.so' | grep -q .; then
+if ! find "$build/src" -path '*/_core/compiled*.so' | grep -q .; then
     echo "asan.sh: the sanitized build failed" >&2
     exit 1
 fi
