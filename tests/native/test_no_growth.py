@@ -4,14 +4,15 @@ Each request is driven in process (no server, as the benchmark's in-process step
 does) with one instrument attached, so every object the core makes per request
 (the operation, its attribute dicts, the request, its steps, the body wrapper) is
 made and must be freed. After a warm-up, memory is read after each of several windows
-of requests: the Python heap as tracemalloc sees it (every allocation of the extensions
-goes through Python's allocators, so this is the judge), the process's RSS, and, where
-the interpreter counts them (a debug build), the total of references. A machine loaded
-by other work moves RSS by a megabyte or so in either direction, and free lists and
-arenas settle at their own pace; a leak instead grows memory in every window, in
-proportion to the requests. So a verdict of leak needs both: growth in every window, and
-more growth overall than a per-request slope allows. Two tests leak on purpose, to show
-that this still fails on a real leak.
+of requests: the Python heap as tracemalloc sees it (the extensions allocate through
+Python's allocators), the bytes in use from C's malloc as glibc counts them (a leak
+below Python's allocators), and, where the interpreter counts them (a debug build), the
+total of references. RSS is no judge: a machine loaded by other work moves it by a
+megabyte or so either way, and a leak can hide in freed memory the process still holds.
+Free lists and caches settle at their own pace; a leak instead grows memory in every
+window, in proportion to the requests. So a verdict of leak needs both: growth in every
+window, and more growth overall than a per-request slope allows. Two tests leak on
+purpose, to show that this still fails on a real leak.
 """
 
 from __future__ import annotations
@@ -35,19 +36,46 @@ import hooktel.wsgi
 SANITIZED = bool(os.environ.get("HOOKTEL_EXPECT_SANITIZED"))
 WARM_UP = 20_000  # free lists and caches reach their steady size
 WINDOWS = 5
-UNTRACED_WINDOW = 40_000 if SANITIZED else 100_000
+UNTRACED_WINDOW = 100_000
 TRACED_WINDOW = 20_000  # tracemalloc slows every allocation down: fewer requests, same verdict
-# Per-request slopes a leak exceeds: a leaked object costs the heap 16 bytes at least,
-# and a leaked malloc block costs RSS 32 at least; noise stays far below both.
+# Per-request slopes a leak exceeds: a leaked object costs 16 bytes at least, a leaked
+# reference one; noise stays far below these.
 HEAP_SLOPE = 1.0
-RSS_SLOPE = 8.0
+MALLOC_SLOPE = 8.0
 REFS_SLOPE = 0.01
 
 
-def _rss_bytes() -> int:
-    with open(f"/proc/{os.getpid()}/status") as status:
-        line = next(line for line in status if line.startswith("VmRSS:"))
-    return int(line.split()[1]) * 1024
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in [
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        ]
+    ]
+
+
+_LIBC = ctypes.CDLL(None)
+_mallinfo2 = getattr(_LIBC, "mallinfo2", None)  # glibc 2.33 and newer
+if _mallinfo2 is not None:
+    _mallinfo2.restype = _MallInfo2
+# ASan's allocator stands in for glibc's, which then counts nothing.
+MALLOC_COUNTED = _mallinfo2 is not None and not SANITIZED
+
+
+def _malloced_bytes() -> int:
+    """Bytes in use from malloc: in small chunks (uordblks) and in mmapped ones (hblkhd)."""
+    assert _mallinfo2 is not None
+    info = _mallinfo2()
+    return int(info.uordblks + info.hblkhd)
 
 
 def _growth(call: Callable[[], None], measure: Callable[[], int], per_window: int) -> list[int]:
@@ -194,12 +222,12 @@ def test_requests_leave_nothing_behind(make: Callable[[], Callable[[], None]]) -
             assert not _leaks(refs, UNTRACED_WINDOW, REFS_SLOPE), (
                 f"references grew in every window of {UNTRACED_WINDOW} requests: {refs}"
             )
-        if SANITIZED:  # ASan holds freed memory back (its quarantine): RSS says nothing there
-            return
-        rss = _growth(call, _rss_bytes, UNTRACED_WINDOW)
-        assert not _leaks(rss, UNTRACED_WINDOW, RSS_SLOPE), (
-            f"RSS grew in every window of {UNTRACED_WINDOW} requests: {rss} B"
-        )
+        if MALLOC_COUNTED:
+            malloced = _growth(call, _malloced_bytes, UNTRACED_WINDOW)
+            assert not _leaks(malloced, UNTRACED_WINDOW, MALLOC_SLOPE), (
+                f"malloc's bytes in use grew in every window of {UNTRACED_WINDOW} requests:"
+                f" {malloced} B"
+            )
 
 
 def test_a_leaked_int_per_request_is_caught() -> None:
@@ -210,13 +238,13 @@ def test_a_leaked_int_per_request_is_caught() -> None:
     assert _leaks(heap, TRACED_WINDOW, HEAP_SLOPE), heap
 
 
-@pytest.mark.skipif(SANITIZED, reason="ASan holds freed memory back: RSS says nothing there")
+@pytest.mark.skipif(not MALLOC_COUNTED, reason="no glibc mallinfo2, or ASan's allocator")
 def test_a_leaked_malloc_block_per_request_is_caught() -> None:
     """An instrument that leaks 64 bytes of C memory per request, out of tracemalloc's
-    sight, the way a C extension calling malloc would: the RSS judge fails it."""
-    malloc = ctypes.CDLL(None).malloc
+    sight, the way a C extension calling malloc would: the malloc judge fails it."""
+    malloc = _LIBC.malloc
     malloc.restype = ctypes.c_void_p
     malloc.argtypes = [ctypes.c_size_t]
     with _instrument(lambda op_id, attrs: malloc(64)):
-        rss = _growth(_warmed_up(_asgi_request), _rss_bytes, UNTRACED_WINDOW)
-    assert _leaks(rss, UNTRACED_WINDOW, RSS_SLOPE), rss
+        malloced = _growth(_warmed_up(_asgi_request), _malloced_bytes, UNTRACED_WINDOW)
+    assert _leaks(malloced, UNTRACED_WINDOW, MALLOC_SLOPE), malloced
