@@ -15,6 +15,8 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
+# The C API header every extension includes (public API only), and what it vendors.
+CAPI = ["src/hooktel/_core/capi.h", "src/hooktel/_core/pythoncapi_compat.h"]
 EXTENSIONS = [
     Extension(
         "hooktel._core.compiled",
@@ -22,13 +24,20 @@ EXTENSIONS = [
             "src/hooktel/_core/compiled.c",
             "src/hooktel/_core/request.c",
             "src/hooktel/_core/operation.c",
+            "src/hooktel/_core/middleware.c",
             "src/hooktel/_core/asgi.c",
             "src/hooktel/_core/wsgi.c",
         ],
-        depends=["src/hooktel/_core/core.h"],
+        depends=["src/hooktel/_core/core.h", *CAPI],
     ),
-    Extension("hooktel.otel.metrics.aggregator", ["src/hooktel/otel/metrics/aggregator.c"]),
-    Extension("hooktel.otel.export.encoder", ["src/hooktel/otel/export/encoder.c"]),
+    *(
+        Extension(name, [source], include_dirs=["src/hooktel/_core"], depends=CAPI)
+        for name, source in (
+            ("hooktel.otel.spans.requestspan", "src/hooktel/otel/spans/requestspan.c"),
+            ("hooktel.otel.metrics.aggregator", "src/hooktel/otel/metrics/aggregator.c"),
+            ("hooktel.otel.export.encoder", "src/hooktel/otel/export/encoder.c"),
+        )
+    ),
 ]
 
 

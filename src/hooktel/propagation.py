@@ -27,11 +27,11 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.propagators import textmap
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
-from opentelemetry.trace.span import format_span_id, format_trace_id
 
 from ._http import tracestate as _tracestate
 from ._http.traceparent import parse_traceparent
-from .otel._sdk import RANDOM_TRACE_ID, trace_state_entries
+from .otel._sdk import trace_state_entries
+from .otel.spans.requestspan_py import KNOWN_TRACE_FLAGS, helpers
 
 __all__ = [
     "KNOWN_TRACE_FLAGS",
@@ -45,15 +45,6 @@ _logger = logging.getLogger(__name__)
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
-
-KNOWN_TRACE_FLAGS = TraceFlags.SAMPLED | RANDOM_TRACE_ID
-"""The flags Level 2 defines (section 3.2.2.5): sampled and random-trace-id.
-
-Every other bit is cleared on the way in: the spec says vendors "MUST set
-those to zero" in version `00`, which is what this side sends, and for a higher
-version it only parses the flags it supports. The random bit is kept because
-the OpenTelemetry SDK carries it from parent to child.
-"""
 
 
 class W3CTraceState(TraceState):
@@ -190,10 +181,10 @@ class TraceContextPropagator(textmap.TextMapPropagator):
         span_context = trace.get_current_span(context).get_span_context()
         if not span_context.is_valid:
             return
-        trace_id = format_trace_id(span_context.trace_id)
-        span_id = format_span_id(span_context.span_id)
-        flags = span_context.trace_flags & KNOWN_TRACE_FLAGS
-        setter.set(carrier, TRACEPARENT, f"00-{trace_id}-{span_id}-{flags:02x}")
+        traceparent = helpers.format_traceparent(
+            span_context.trace_id, span_context.span_id, span_context.trace_flags
+        )
+        setter.set(carrier, TRACEPARENT, traceparent)
         members = _tracestate.truncate(list(span_context.trace_state.items()))
         if members:
             setter.set(carrier, TRACESTATE, _tracestate.format_members(members))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,29 @@ def test_pure_python_env_selects_the_twins() -> None:
     assert _native_flag(env) == "False"
 
 
+TWINNED = ("hooktel.otel.spans.requestspan", "hooktel.otel.export.encoder")
+
+
+def _chosen(env: dict[str, str]) -> list[str]:
+    code = (
+        "import sys, hooktel.otel; from hooktel import _core; "
+        f"print(*[_core.twin(name).__file__ for name in {TWINNED!r}])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return result.stdout.split()
+
+
+@pytest.mark.pure_python
+def test_each_extension_is_chosen_once_compiled_or_its_py_twin() -> None:
+    """`_core.twin`: the compiled module where it is built, `X_py` under HOOKTEL_PURE_PYTHON=1."""
+    compiled = {k: v for k, v in os.environ.items() if k != "HOOKTEL_PURE_PYTHON"}
+    assert [Path(path).suffix for path in _chosen(compiled)] == [".so"] * len(TWINNED)
+    pure = _chosen({**os.environ, "HOOKTEL_PURE_PYTHON": "1"})
+    assert [Path(path).name for path in pure] == [f"{n.rsplit('.', 1)[1]}_py.py" for n in TWINNED]
+
+
 @pytest.mark.skipif(not os.environ.get("HOOKTEL_EXPECT_SANITIZED"), reason="ASan run only")
 def test_the_sanitized_build_is_loaded() -> None:
     """scripts/asan.sh builds into a copy of src/ first on PYTHONPATH: that copy must run."""
@@ -43,6 +67,22 @@ def test_the_sanitized_build_is_loaded() -> None:
     assert not Path(_core.core.__file__).is_relative_to(ROOT)
     libraries = Path(f"/proc/{os.getpid()}/maps").read_text()
     assert "libasan" in libraries
+
+
+def test_no_c_source_uses_cpython_private_api() -> None:
+    """Public C API only (capi.h); the vendored pythoncapi_compat.h may use what it backports."""
+    sources = [
+        path
+        for path in (ROOT / "src").rglob("*")
+        if path.suffix in (".c", ".h") and path.name != "pythoncapi_compat.h"
+    ]
+    assert len(sources) >= 10
+    private = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in sources
+        for name in re.findall(r"\b_Py[A-Za-z]\w*", path.read_text())
+    }
+    assert not private
 
 
 def test_install_without_a_compiler_falls_back_with_a_notice(tmp_path: Path) -> None:
@@ -83,7 +123,10 @@ def test_install_without_a_compiler_falls_back_with_a_notice(tmp_path: Path) -> 
         if line.strip().startswith("hooktel: C extension")
     ]
     assert len(notices) == 1, install.stdout[-3000:]  # one line, whatever was not built
-    assert "hooktel._core.compiled" in notices[0] and "hooktel.otel.export.encoder" in notices[0]
+    assert all(
+        name in notices[0]
+        for name in ("hooktel._core.compiled", "hooktel.otel.export.encoder", *TWINNED)
+    )
     assert not list(target.glob("hooktel/**/*.so"))
     run_env = {k: v for k, v in os.environ.items() if k != "HOOKTEL_PURE_PYTHON"}
     run_env["PYTHONPATH"] = str(target)

@@ -12,11 +12,13 @@ they are encoded, self-referencing values, huge and deep values).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -35,9 +37,11 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from opentelemetry.trace.span import TraceState
 
 from hooktel import _core
+from hooktel.otel import _sdk
 from hooktel.otel.export import encoder_py as _encoder_py
+from hooktel.otel.export import thread  # chooses the encoder, and configures the compiled one
 
-native = _core.load("hooktel.otel.export.encoder")
+native = _core.load("hooktel.otel.export.encoder") if thread.ENCODER_NATIVE else None
 STOCK_LOGGER = "opentelemetry.exporter.otlp.proto.common._internal"
 
 # -- strategies ---------------------------------------------------------------------------
@@ -485,3 +489,22 @@ def test_encoding_again_and_again_keeps_no_memory() -> None:
     finally:
         tracemalloc.stop()
     assert growth < 64 * 1024, f"{growth} bytes kept over 2000 batches"
+
+
+def test_the_fields_read_are_the_ones_it_is_given() -> None:
+    """No SDK field name is written in C: another instance of the compiled module, given
+    other names by `configure`, reads those (and refuses to encode before it is given any)."""
+    assert native is not None
+    spec = importlib.util.spec_from_file_location(native.__name__, native.__file__)
+    assert spec is not None and spec.loader is not None
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    with pytest.raises(RuntimeError):
+        fresh.encode_spans([])
+    span = _span(attributes=BoundedAttributes(8, {"k": "v"}, immutable=True))
+    renamed = SimpleNamespace(**{f"x{f}": getattr(span, f) for f in _sdk.READABLE_FIELDS})
+    fresh.configure(
+        readable_fields={f.removeprefix("_"): f"x{f}" for f in _sdk.READABLE_FIELDS},
+        attributes_dict=_sdk.ATTRIBUTES_DICT,
+    )
+    assert fresh.encode_spans([renamed]) == native.encode_spans([span])

@@ -1,4 +1,4 @@
-"""The core's `untracked`: a container taken out of the garbage collector's care, returned
+"""The compiled `untracked`: a container taken out of the garbage collector's care, returned
 as it is (what it is for: tests/otel/test_untracked_spans.py)."""
 
 from __future__ import annotations
@@ -6,13 +6,12 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-from hooktel import _core
-from hooktel.otel.spans.requestspan import untracked_py
+from hooktel.otel.spans import requestspan_py
 
 
 def test_untracked_takes_a_container_out_and_returns_it_as_it_is() -> None:
-    assert _core.core is not None
-    untracked = _core.core.untracked
+    untracked = requestspan_py.helpers.untracked
+    assert untracked is not requestspan_py.untracked
     box: list[Any] = [1]
     assert gc.is_tracked(box)
     assert untracked(box) is box
@@ -20,4 +19,4 @@ def test_untracked_takes_a_container_out_and_returns_it_as_it_is() -> None:
     assert untracked(box) is box  # twice: no change
     for value in (7, "text", None, (1, 2)):
         assert untracked(value) is value
-    assert untracked_py(box) is box
+    assert requestspan_py.untracked(box) is box

@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from hooktel.otel import HttpInstrumentation, OTLPSpanProcessor
 from hooktel.otel.export.config import ExportConfig
-from hooktel.otel.spans.requestspan import RequestSpan
+from hooktel.otel.spans.requestspan_py import RequestSpan
 from tests.otel.inprocess import uvicorn_thread, wait_until
 from tests.otel.otlp_receiver import OtlpReceiver, receiver_thread
 

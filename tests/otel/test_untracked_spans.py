@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 import hooktel
 from hooktel.asgi import TelemetryMiddleware
 from hooktel.otel import HttpInstrumentation
-from hooktel.otel.spans.requestspan import RequestSpan
+from hooktel.otel.spans.requestspan_py import RequestSpan
 from tests.otel.inprocess import FAST_PATH_ENV, uvicorn_thread, wait_until
 
 pytestmark = pytest.mark.skipif(

@@ -4,6 +4,9 @@ Every C extension of hooktel has a Python twin that is its specification and
 its fallback. `load()` returns the extension module, or None where the Python
 twin must run: `HOOKTEL_PURE_PYTHON=1` asks for Python, and an extension that
 was not built (no compiler at install time) falls back with a one-line notice.
+`twin()` makes that choice once per extension `X` whose twin is the one module
+`X_py`, and returns whichever runs; the core's twins are several modules, so
+it keeps `core`, the compiled module or None.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import importlib
 import logging
 import os
 from types import ModuleType
+from typing import Any
 
 ENV_PURE_PYTHON = "HOOKTEL_PURE_PYTHON"
 PURE_PYTHON = os.environ.get(ENV_PURE_PYTHON, "").strip() not in ("", "0", "false", "no", "off")
@@ -28,6 +32,28 @@ def load(name: str) -> ModuleType | None:
     except ImportError as exc:
         _notice(name, exc)
         return None
+
+
+_chosen: dict[str, ModuleType] = {}
+
+
+def twin(name: str, **options: Any) -> ModuleType:
+    """The compiled extension `name`, or its Python twin, the module `name + "_py"`.
+
+    Chosen once per extension: every caller gets the same module. `options` are
+    what the compiled module takes from Python (its `configure(**options)`), each
+    value from its one home; the Python twin reads them there itself. The twin is
+    imported first, always: the module that gives the options is the twin itself
+    or comes before it, so the first choice is the configured one.
+    """
+    if name not in _chosen:
+        python = importlib.import_module(name + "_py")
+        if name not in _chosen:  # importing the twin may have chosen already
+            compiled = load(name)
+            if compiled is not None and options:
+                compiled.configure(**options)
+            _chosen[name] = python if compiled is None else compiled
+    return _chosen[name]
 
 
 def _notice(name: str, exc: ImportError) -> None:

@@ -9,14 +9,6 @@
  *                   one) and report what its outcome means for the operation.
  */
 #include "core.h"
-#include "structmember.h"
-
-typedef struct {
-    PyObject_HEAD
-    CoreState *state;
-    PyObject *app;
-    vectorcallfunc vectorcall;
-} AsgiMiddleware;
 
 typedef struct {
     PyObject_HEAD
@@ -122,13 +114,13 @@ in_request_context(AsgiRequest *request, int (*report)(AsgiRequest *, PyObject *
         return -1;
     }
     int result = report(request, arg);
-    PyObject *exc = result < 0 ? core_fetch_exception() : NULL;
+    PyObject *exc = result < 0 ? PyErr_GetRaisedException() : NULL;
     if (PyContext_Exit(request->context) < 0) {
         Py_XDECREF(exc);
         return -1;
     }
     if (exc != NULL) {
-        core_restore_exception(exc);
+        PyErr_SetRaisedException(exc);
     }
     return result;
 }
@@ -285,7 +277,7 @@ static void
 step_raised(Step *step)
 {
     AsgiRequest *request = step->request;
-    PyObject *exc = core_fetch_exception();
+    PyObject *exc = PyErr_GetRaisedException();
     int reported = 0;
     if (step->kind == STEP_APP) {
         reported = in_request_context(request, report_raised, exc);
@@ -297,7 +289,7 @@ step_raised(Step *step)
         Py_DECREF(exc);
         return;
     }
-    core_restore_exception(exc);
+    PyErr_SetRaisedException(exc);
 }
 
 /* One step: send `value` (or throw `thrown`) into the iterator, in the step's context. */
@@ -320,7 +312,7 @@ step_advance(Step *step, PyObject *value, PyObject *thrown, PyObject **result)
         PyObject *throw = optional_attr(step->iterator, step->request->state->s_throw);
         if (throw == NULL) {
             if (!PyErr_Occurred()) {
-                core_restore_exception(Py_NewRef(thrown)); /* a plain iterator takes no throw */
+                PyErr_SetRaisedException(Py_NewRef(thrown)); /* a plain iterator takes no throw */
             }
             outcome = PYGEN_ERROR;
         }
@@ -331,7 +323,7 @@ step_advance(Step *step, PyObject *value, PyObject *thrown, PyObject **result)
             if (*result == NULL) {
                 outcome = PYGEN_ERROR;
                 if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
-                    PyObject *stop = core_fetch_exception();
+                    PyObject *stop = PyErr_GetRaisedException();
                     *result = Py_NewRef(((PyStopIterationObject *)stop)->value);
                     Py_DECREF(stop);
                     outcome = PYGEN_RETURN;
@@ -340,10 +332,10 @@ step_advance(Step *step, PyObject *value, PyObject *thrown, PyObject **result)
         }
     }
     if (step->context != NULL) {
-        PyObject *exc = outcome == PYGEN_ERROR ? core_fetch_exception() : NULL;
+        PyObject *exc = outcome == PYGEN_ERROR ? PyErr_GetRaisedException() : NULL;
         int exited = PyContext_Exit(step->context);
         if (exc != NULL) {
-            core_restore_exception(exc);
+            PyErr_SetRaisedException(exc);
         }
         if (exited < 0 && exc == NULL) {
             Py_CLEAR(*result);
@@ -382,7 +374,7 @@ step_result(PySendResult outcome, PyObject *result)
         else {
             PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, result);
             if (stop != NULL) {
-                core_restore_exception(stop);
+                PyErr_SetRaisedException(stop);
             }
         }
         Py_DECREF(result);
@@ -457,14 +449,14 @@ step_close(Step *step, PyObject *unused)
         }
         PyObject *closed = PyObject_CallNoArgs(close);
         Py_DECREF(close);
-        PyObject *exc = closed == NULL ? core_fetch_exception() : NULL;
+        PyObject *exc = closed == NULL ? PyErr_GetRaisedException() : NULL;
         if (step->context != NULL && PyContext_Exit(step->context) < 0) {
             Py_XDECREF(exc);
             Py_XDECREF(closed);
             return NULL;
         }
         if (exc != NULL) {
-            core_restore_exception(exc);
+            PyErr_SetRaisedException(exc);
             Py_CLEAR(step->iterator);
             return NULL;
         }
@@ -675,7 +667,7 @@ asgi_send(AsgiRequest *request, PyObject *message)
             return NULL;
         }
         awaitable = PyObject_CallOneArg(request->send, message);
-        PyObject *exc = awaitable == NULL ? core_fetch_exception() : NULL;
+        PyObject *exc = awaitable == NULL ? PyErr_GetRaisedException() : NULL;
         if (PyContext_Exit(context) < 0) {
             Py_XDECREF(exc);
             Py_XDECREF(awaitable);
@@ -683,7 +675,7 @@ asgi_send(AsgiRequest *request, PyObject *message)
             return NULL;
         }
         if (exc != NULL) {
-            core_restore_exception(exc);
+            PyErr_SetRaisedException(exc);
         }
     }
     else {
@@ -692,13 +684,13 @@ asgi_send(AsgiRequest *request, PyObject *message)
     if (awaitable == NULL) {
         /* the twin awaits inside its `try`: an OSError raised here is the same failure */
         if (PyErr_ExceptionMatches(PyExc_OSError)) {
-            PyObject *exc = core_fetch_exception();
+            PyObject *exc = PyErr_GetRaisedException();
             int reported = operation_fail_with(request->op, exc, 1);
             if (reported < 0) {
                 Py_DECREF(exc);
             }
             else {
-                core_restore_exception(exc);
+                PyErr_SetRaisedException(exc);
             }
         }
         Py_DECREF(message);
@@ -890,32 +882,32 @@ asgi_request_run(CoreState *state, PyObject *hooks, PyObject *app, PyObject *sco
         PyObject *args[3] = {scope, app_receive, app_send};
         awaitable = PyObject_Vectorcall(app, args, 3, NULL);
         if (awaitable == NULL) { /* raised before returning an awaitable: the twin's except */
-            PyObject *exc = core_fetch_exception();
+            PyObject *exc = PyErr_GetRaisedException();
             if (report_raised(request, exc) < 0) {
                 Py_DECREF(exc);
             }
             else {
-                core_restore_exception(exc);
+                PyErr_SetRaisedException(exc);
             }
         }
     }
-    PyObject *exc = awaitable == NULL ? core_fetch_exception() : NULL;
+    PyObject *exc = awaitable == NULL ? PyErr_GetRaisedException() : NULL;
     if (PyContext_Exit(request->context) < 0) {
         Py_XDECREF(exc);
         goto done;
     }
     if (exc != NULL) {
-        core_restore_exception(exc);
+        PyErr_SetRaisedException(exc);
         goto done;
     }
     result = (PyObject *)step_new(request, awaitable, request->context, STEP_APP, NULL);
     if (result == NULL) { /* not awaitable: the twin's `await` raises inside its `try` */
-        PyObject *error = core_fetch_exception();
+        PyObject *error = PyErr_GetRaisedException();
         if (in_request_context(request, report_raised, error) < 0) {
             Py_DECREF(error);
         }
         else {
-            core_restore_exception(error);
+            PyErr_SetRaisedException(error);
         }
     }
 done:
@@ -928,103 +920,54 @@ done:
 
 /* ---------------------------------------------------------------- the middleware */
 
-static PyObject *
-asgi_middleware_vectorcall(AsgiMiddleware *self, PyObject *const *args, size_t nargsf,
-                           PyObject *kwnames)
+/* A request of the ASGI middleware: a scope of type "http" (twin of the Python
+ * middleware's check). */
+static int
+is_http_scope(CoreState *state, PyObject *const *args)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    CoreState *state = self->state;
-    PyObject *hooks = current_hooks(state);
-    if (hooks == NULL || nargs != 3 || kwnames != NULL) {
-        return PyObject_Vectorcall(self->app, args, nargsf, kwnames);
-    }
-    PyObject *scope = args[0];
-    PyObject *type = PyObject_GetItem(scope, state->s_type);
+    PyObject *type = PyObject_GetItem(args[0], state->s_type);
     if (type == NULL) {
-        return NULL;
+        return -1;
     }
     int http = text_equals(type, state->s_http);
     Py_DECREF(type);
-    if (http < 0) {
-        return NULL;
-    }
-    int nested = http ? PySequence_Contains(scope, state->s_operation_key) : 0;
-    if (nested < 0) {
-        return NULL;
-    }
-    if (!http || nested) {
-        return PyObject_Vectorcall(self->app, args, nargsf, NULL);
-    }
-    Py_INCREF(hooks); /* a detach during the request must not free the snapshot */
-    PyObject *result = asgi_request_run(state, hooks, self->app, scope, args[1], args[2]);
-    Py_DECREF(hooks);
-    return result;
+    return http;
+}
+
+static PyObject *
+asgi_run(CoreState *state, PyObject *hooks, PyObject *app, PyObject *const *args)
+{
+    return asgi_request_run(state, hooks, app, args[0], args[1], args[2]);
+}
+
+static PyObject *
+asgi_middleware_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                           PyObject *kwnames)
+{
+    return middleware_call((Middleware *)self, args, nargsf, kwnames, 3, is_http_scope, asgi_run);
 }
 
 static PyObject *
 asgi_middleware_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    PyObject *app;
-    static char *names[] = {"app", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:TelemetryMiddleware", names, &app)) {
-        return NULL;
-    }
-    AsgiMiddleware *self = (AsgiMiddleware *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    self->state = core_state_of_type(type);
-    self->app = Py_NewRef(app);
-    self->vectorcall = (vectorcallfunc)asgi_middleware_vectorcall;
-    return (PyObject *)self;
+    return middleware_new(type, args, kwargs, asgi_middleware_vectorcall);
 }
-
-static int
-asgi_middleware_traverse(AsgiMiddleware *self, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->app);
-    return 0;
-}
-
-static int
-asgi_middleware_clear(AsgiMiddleware *self)
-{
-    Py_CLEAR(self->app);
-    return 0;
-}
-
-static void
-asgi_middleware_dealloc(AsgiMiddleware *self)
-{
-    PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    asgi_middleware_clear(self);
-    type->tp_free(self);
-    Py_DECREF(type);
-}
-
-static PyMemberDef asgi_middleware_members[] = {
-    {"app", T_OBJECT_EX, offsetof(AsgiMiddleware, app), 0, "The wrapped ASGI app."},
-    {"__vectorcalloffset__", T_PYSSIZET, offsetof(AsgiMiddleware, vectorcall), READONLY, NULL},
-    {NULL, 0, 0, 0, NULL},
-};
 
 static PyType_Slot asgi_middleware_slots[] = {
     {Py_tp_doc, "Reports each `http` request of the wrapped app to the attached HTTP "
                 "instruments (the compiled twin of hooktel.asgi's Python middleware)."},
     {Py_tp_new, asgi_middleware_new},
     {Py_tp_call, PyVectorcall_Call},
-    {Py_tp_members, asgi_middleware_members},
-    {Py_tp_traverse, asgi_middleware_traverse},
-    {Py_tp_clear, asgi_middleware_clear},
-    {Py_tp_dealloc, asgi_middleware_dealloc},
+    {Py_tp_members, middleware_members},
+    {Py_tp_traverse, middleware_traverse},
+    {Py_tp_clear, middleware_clear},
+    {Py_tp_dealloc, middleware_dealloc},
     {0, NULL},
 };
 
 PyType_Spec asgi_middleware_spec = {
     .name = "hooktel.asgi.TelemetryMiddleware",
-    .basicsize = sizeof(AsgiMiddleware),
+    .basicsize = sizeof(Middleware),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE |
              Py_TPFLAGS_HAVE_VECTORCALL,
     .slots = asgi_middleware_slots,

@@ -1,11 +1,11 @@
-/* hooktel._core: the native hook core.
+/* hooktel._core.compiled: the native hook core.
  *
- * The compiled twin of hooktel's Python hook layer (see _core.h for its files). The
+ * The compiled twin of hooktel's Python hook layer (see core.h for its files). The
  * Python modules are the specification: every type and function here has a Python
  * twin it is tested against (tests/native/), and HOOKTEL_PURE_PYTHON=1 runs the twin
- * instead. What the core needs from the Python side (the registry's list of hooks,
- * the error reporter, the size caps) it is given once, by configure(), so that each
- * value has one source of truth.
+ * instead. The core is stdlib-only: it knows nothing of spans. What it needs from the
+ * Python side (the registry's list of hooks, the error reporter, the size caps) it is
+ * given once, by configure(), so that each value has one source of truth.
  */
 #include "core.h"
 #include <time.h>
@@ -14,10 +14,8 @@ CoreState *
 core_state_of_type(PyTypeObject *type)
 {
     /* A subclass (of the middlewares) finds the module through its base. */
-    static PyModuleDef *def = NULL;
     extern struct PyModuleDef core_module;
-    def = &core_module;
-    PyObject *module = PyType_GetModuleByDef(type, def);
+    PyObject *module = PyType_GetModuleByDef(type, &core_module);
     return module == NULL ? NULL : PyModule_GetState(module);
 }
 
@@ -58,7 +56,7 @@ snapshot_of(CoreState *state, PyObject *hooks)
     if (state->snapshot.hooks == hooks) {
         return &state->snapshot;
     }
-    Snapshot fresh = {Py_NewRef(hooks)};
+    Snapshot fresh = {.hooks = Py_NewRef(hooks)};
     fresh.start_hooks = PyObject_GetAttr(hooks, state->s_start_hooks);
     fresh.end_hooks = fresh.start_hooks ? PyObject_GetAttr(hooks, state->s_end_hooks) : NULL;
     fresh.error_hooks = fresh.end_hooks ? PyObject_GetAttr(hooks, state->s_error_hooks) : NULL;
@@ -87,11 +85,7 @@ PyObject *
 optional_attr(PyObject *obj, PyObject *name)
 {
     PyObject *value;
-#if PY_VERSION_HEX >= 0x030D0000
     if (PyObject_GetOptionalAttr(obj, name, &value) < 0) {
-#else
-    if (_PyObject_LookupAttr(obj, name, &value) < 0) {
-#endif
         return NULL;
     }
     return value;
@@ -121,111 +115,6 @@ text_join(PyObject *const *parts, Py_ssize_t count)
         at += part;
     }
     return text;
-}
-
-PyObject *
-new_presized_dict(Py_ssize_t size)
-{
-    return _PyDict_NewPresized(size); /* no resizing while the attributes go in */
-}
-
-/* ---------------------------------------------------------------- small twins */
-
-static const char HEX[] = "0123456789abcdef";
-
-static int
-write_hex(char *out, PyObject *number, Py_ssize_t nbytes)
-{
-    unsigned char raw[16];
-    /* Big-endian, unsigned: OverflowError for a negative or too large id, as int.to_bytes. */
-#if PY_VERSION_HEX >= 0x030D0000
-    if (_PyLong_AsByteArray((PyLongObject *)number, raw, (size_t)nbytes, 0, 0, 1) < 0) {
-#else
-    if (_PyLong_AsByteArray((PyLongObject *)number, raw, (size_t)nbytes, 0, 0) < 0) {
-#endif
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < nbytes; i++) {
-        out[2 * i] = HEX[raw[i] >> 4];
-        out[2 * i + 1] = HEX[raw[i] & 0xf];
-    }
-    return 0;
-}
-
-PyDoc_STRVAR(format_traceparent_doc,
-"format_traceparent(trace_id, span_id, trace_flags) -> str\n\n"
-"A version 00 traceparent value (twin of hooktel._traceparent.format_traceparent).");
-
-static PyObject *
-format_traceparent(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "format_traceparent() takes 3 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    for (int i = 0; i < 3; i++) {
-        if (!PyLong_Check(args[i])) {
-            PyErr_SetString(PyExc_TypeError, "format_traceparent() takes int arguments");
-            return NULL;
-        }
-    }
-    long flags = PyLong_AsLong(args[2]);
-    if (flags == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (flags < 0 || flags > 255) {
-        PyErr_SetString(PyExc_OverflowError, "trace_flags must be 0-255");
-        return NULL;
-    }
-    char out[55] = "00-";
-    if (write_hex(out + 3, args[0], 16) < 0 || write_hex(out + 36, args[1], 8) < 0) {
-        return NULL;
-    }
-    out[35] = out[52] = '-';
-    out[53] = HEX[flags >> 4];
-    out[54] = HEX[flags & 0xf];
-    return PyUnicode_FromStringAndSize(out, 55);
-}
-
-PyDoc_STRVAR(without_keys_doc,
-"without_keys(mapping, skip) -> dict\n\n"
-"A new dict of the items of `mapping` (a dict) whose keys are not in `skip` (a set):\n"
-"the twin of `{k: v for k, v in mapping.items() if k not in skip}`.");
-
-static PyObject *
-without_keys(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 2 || !PyDict_Check(args[0]) || !PyAnySet_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "without_keys(mapping: dict, skip: set)");
-        return NULL;
-    }
-    PyObject *result = _PyDict_NewPresized(PyDict_GET_SIZE(args[0]));
-    Py_ssize_t position = 0;
-    PyObject *key, *value;
-    while (result != NULL && PyDict_Next(args[0], &position, &key, &value)) {
-        int skipped = PySet_Contains(args[1], key);
-        if (skipped < 0 || (!skipped && PyDict_SetItem(result, key, value) < 0)) {
-            Py_CLEAR(result);
-        }
-    }
-    return result;
-}
-
-PyDoc_STRVAR(untracked_doc,
-"untracked(obj) -> obj\n\n"
-"`obj`, taken out of the garbage collector's care. For objects that cannot be part of a\n"
-"reference cycle (a finished span and its span context: they refer to values, never back),\n"
-"which wait in an export queue long enough to survive young collections and be traversed\n"
-"again by every older one. Reference counting still frees them. The Python twin can only\n"
-"return `obj`.");
-
-static PyObject *
-untracked(PyObject *module, PyObject *obj)
-{
-    if (PyObject_IS_GC(obj) && PyObject_GC_IsTracked(obj)) {
-        PyObject_GC_UnTrack(obj);
-    }
-    return Py_NewRef(obj);
 }
 
 /* ---------------------------------------------------------------- configuration */
@@ -316,11 +205,6 @@ mark_coroutine_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyMethodDef core_methods[] = {
-    {"format_traceparent", (PyCFunction)(void (*)(void))format_traceparent, METH_FASTCALL,
-     format_traceparent_doc},
-    {"without_keys", (PyCFunction)(void (*)(void))without_keys, METH_FASTCALL,
-     without_keys_doc},
-    {"untracked", (PyCFunction)untracked, METH_O, untracked_doc},
     {"parse_traceparent", (PyCFunction)core_parse_traceparent, METH_O,
      "The (trace_id, span_id, trace_flags) of a traceparent value, or None."},
     {"begin_http", (PyCFunction)(void (*)(void))core_begin_http, METH_FASTCALL | METH_KEYWORDS,
@@ -348,7 +232,6 @@ static int
 core_exec(PyObject *module)
 {
     CoreState *state = PyModule_GetState(module);
-    init_char_classes();
 #define MAKE_STRING(name, text)                                                \
     if ((state->name = PyUnicode_InternFromString(text)) == NULL) {            \
         return -1;                                                             \

@@ -1,16 +1,13 @@
 # The native hook core (src/hooktel/_core*.c); each name has a Python twin it is tested
-# against: hooktel._traceparent, hooktel._http, hooktel.asgi and hooktel.wsgi.
+# against: hooktel._http, hooktel.asgi and hooktel.wsgi.
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from .._http.operation import HttpOperation
 from .._http.request import RequestHeaders
 from .._registry.hooks import Hooks
 
-_T = TypeVar("_T")
-
-def format_traceparent(trace_id: int, span_id: int, trace_flags: int, /) -> str: ...
 def parse_traceparent(value: str, /) -> tuple[str, str, int] | None: ...
 def begin_http(
     hooks: Hooks,
@@ -24,8 +21,6 @@ def begin_http(
     client: tuple[str, int | None] | None,
     protocol: str,
 ) -> HttpOperation: ...
-def without_keys(mapping: dict[str, Any], skip: frozenset[str], /) -> dict[str, Any]: ...
-def untracked(obj: _T, /) -> _T: ...
 def configure(**options: Any) -> None: ...
 def mark_coroutine_call(cls: type, function: Callable[..., Any], /) -> None: ...
 

@@ -1,21 +1,21 @@
-/* hooktel._core: what the native hook core's files share.
+/* hooktel._core.compiled: what the native hook core's files share.
  *
  * The core is the compiled twin of hooktel's Python hook layer:
- *   _core.c             module init, per-module state, configure(), small twins
- *   _core_attributes.c  start attributes of a request (twin of _http.begin_http)
- *   _core_operation.c   HttpOperation: the lifecycle and the hook calls (twin of
- *                       _http.HttpOperation and RequestBody)
- *   _core_asgi.c        the ASGI hook point (twin of asgi.py)
- *   _core_wsgi.c        the WSGI hook point (twin of wsgi.py)
+ *   compiled.c    module init, per-module state, configure(), small helpers
+ *   request.c     start attributes of a request (twin of _http/request.py)
+ *   operation.c   HttpOperation: the lifecycle and the hook calls (twin of
+ *                 _http/operation.py: HttpOperation and RequestBody)
+ *   middleware.c  what the two middleware types share
+ *   asgi.c        the ASGI hook point (twin of asgi.py)
+ *   wsgi.c        the WSGI hook point (twin of wsgi.py)
  * The Python modules are the specification; tests/native/ checks each twin
  * against them.
  */
 #ifndef HOOKTEL_CORE_H
 #define HOOKTEL_CORE_H
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
+#include "capi.h"
+#include "structmember.h" /* PyMemberDef: in Python.h only from 3.12 */
 
 /* Interned strings, created once per module: attribute keys, ASGI/WSGI keys. */
 #define CORE_STRINGS(X)                                                        \
@@ -181,37 +181,7 @@ typedef struct {
     PyObject *read_error;       /* exception or NULL */
 } Operation;
 
-/* The exception being raised, taken (a new reference), and put back (stolen): the
- * PyErr_GetRaisedException / PyErr_SetRaisedException of Python 3.12, on 3.10 too. */
-static inline PyObject *
-core_fetch_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    PyErr_NormalizeException(&type, &value, &traceback);
-    if (traceback != NULL && value != NULL) {
-        PyException_SetTraceback(value, traceback);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(traceback);
-    return value;
-#endif
-}
-
-static inline void
-core_restore_exception(PyObject *exc)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
-#endif
-}
-
-/* _core.c */
+/* compiled.c */
 CoreState *core_state_of_type(PyTypeObject *type);
 int64_t monotonic_ns(void);
 int64_t wall_clock_ns(void);
@@ -229,9 +199,8 @@ current_hooks(CoreState *state)
 Snapshot *snapshot_of(CoreState *state, PyObject *hooks); /* valid until Python code runs */
 PyObject *optional_attr(PyObject *obj, PyObject *name); /* new ref; NULL, no error: absent */
 PyObject *text_join(PyObject *const *parts, Py_ssize_t count); /* "".join(parts) of str */
-PyObject *new_presized_dict(Py_ssize_t size);
 
-/* _core_attributes.c */
+/* request.c */
 typedef struct {
     PyObject *method, *scheme, *path, *query; /* str */
     PyObject *headers;     /* sequence of (name, value) pairs: str or latin-1 bytes */
@@ -246,9 +215,8 @@ PyObject *core_parse_traceparent(PyObject *module, PyObject *value);
 PyObject *collect_headers(CoreState *state, PyObject *capture, PyObject *headers);
 PyObject *latin1_text(PyObject *value); /* new ref: str as is, bytes decoded */
 int decimal_value(PyObject *text, long *value);
-void init_char_classes(void);
 
-/* _core_operation.c */
+/* operation.c */
 extern PyType_Spec operation_spec;
 extern PyType_Spec request_body_spec;
 Operation *operation_new(CoreState *state, PyObject *hooks, PyObject **start_hooks,
@@ -264,12 +232,57 @@ int notify(CoreState *state, PyObject *hooks_tuple, PyObject *event, PyObject *o
 PyObject *request_body_new(CoreState *state, PyObject *stream, Operation *op);
 int omits_body(CoreState *state, PyObject *method, long status);
 
-/* _core_asgi.c */
+/* middleware.c: what the ASGI and WSGI middleware types share. */
+typedef struct {
+    PyObject_HEAD
+    CoreState *state;
+    PyObject *app;
+    vectorcallfunc vectorcall;
+} Middleware;
+PyObject *middleware_new(PyTypeObject *type, PyObject *args, PyObject *kwargs,
+                         vectorcallfunc call);
+int middleware_traverse(PyObject *self, visitproc visit, void *arg);
+int middleware_clear(PyObject *self);
+void middleware_dealloc(PyObject *self);
+extern PyMemberDef middleware_members[];
+
+/* A middleware's call: the app's own, unless HTTP hooks are attached and this is a request
+ * of its protocol (`nargs` positional arguments, `is_request`, not already inside an
+ * operation: the scope or environ, args[0], has no operation key); then `run` with the
+ * hooks held, so that a detach during the request does not free the snapshot. Inline: each
+ * middleware's call is this with its own `is_request` and `run`, called directly. */
+typedef int (*RequestCheck)(CoreState *state, PyObject *const *args); /* 1, 0 or -1 */
+typedef PyObject *(*RequestRun)(CoreState *state, PyObject *hooks, PyObject *app,
+                                PyObject *const *args);
+static inline PyObject *
+middleware_call(Middleware *self, PyObject *const *args, size_t nargsf, PyObject *kwnames,
+                Py_ssize_t nargs, RequestCheck is_request, RequestRun run)
+{
+    CoreState *state = self->state;
+    PyObject *hooks = current_hooks(state);
+    if (hooks == NULL || PyVectorcall_NARGS(nargsf) != nargs || kwnames != NULL) {
+        return PyObject_Vectorcall(self->app, args, nargsf, kwnames);
+    }
+    int request = is_request(state, args);
+    int nested = request > 0 ? PySequence_Contains(args[0], state->s_operation_key) : 0;
+    if (request < 0 || nested < 0) {
+        return NULL;
+    }
+    if (!request || nested) {
+        return PyObject_Vectorcall(self->app, args, nargsf, NULL);
+    }
+    Py_INCREF(hooks);
+    PyObject *result = run(state, hooks, self->app, args);
+    Py_DECREF(hooks);
+    return result;
+}
+
+/* asgi.c */
 extern PyType_Spec asgi_middleware_spec;
 extern PyType_Spec asgi_request_spec;
 extern PyType_Spec step_spec;
 
-/* _core_wsgi.c */
+/* wsgi.c */
 extern PyType_Spec wsgi_middleware_spec;
 extern PyType_Spec wsgi_request_spec;
 extern PyType_Spec wsgi_response_spec;

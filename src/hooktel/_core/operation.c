@@ -2,7 +2,6 @@
  * its hook calls, with their error isolation) and of _http.RequestBody.
  */
 #include "core.h"
-#include "structmember.h"
 
 /* ---------------------------------------------------------------- hook calls */
 
@@ -33,7 +32,7 @@ notify(CoreState *state, PyObject *hooks_tuple, PyObject *event, PyObject *op_id
         if (!PyErr_ExceptionMatches(PyExc_Exception)) {
             return -1;
         }
-        PyObject *exc = core_fetch_exception();
+        PyObject *exc = PyErr_GetRaisedException();
         PyObject *report[4] = {event, PyTuple_GET_ITEM(bound, 1), PyTuple_GET_ITEM(bound, 2), exc};
         PyObject *reported = PyObject_Vectorcall(state->report_hook_error, report, 4, NULL);
         Py_DECREF(exc);
@@ -98,7 +97,7 @@ report_inject_error(CoreState *state, PyObject *bound)
     if (!PyErr_ExceptionMatches(PyExc_Exception)) {
         return -1;
     }
-    PyObject *exc = core_fetch_exception();
+    PyObject *exc = PyErr_GetRaisedException();
     PyObject *report[4] = {state->s_on_inject, PyTuple_GET_ITEM(bound, 1),
                            PyTuple_GET_ITEM(bound, 2), exc};
     PyObject *reported = PyObject_Vectorcall(state->report_hook_error, report, 4, NULL);
@@ -244,7 +243,7 @@ operation_close(Operation *op, PyObject *hooks_tuple)
         return NULL;
     }
     CoreState *state = op->state;
-    PyObject *attrs = new_presized_dict(8);
+    PyObject *attrs = PyDict_New();
     PyObject *duration = PyLong_FromLongLong(monotonic_ns() - op->began_ns);
     if (attrs == NULL || duration == NULL ||
         PyDict_SetItem(attrs, state->s_operation_id, op->id) < 0 ||
@@ -692,9 +691,9 @@ request_body_noting(RequestBody *body, PyObject *method, PyObject *const *args, 
     }
     PyObject *result = PyObject_VectorcallMethod(method, call, 1 + nargs, NULL);
     if (result == NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
-        PyObject *exc = core_fetch_exception();
+        PyObject *exc = PyErr_GetRaisedException();
         Py_XSETREF(body->op->read_error, Py_NewRef(exc));
-        core_restore_exception(exc);
+        PyErr_SetRaisedException(exc);
     }
     return result;
 }

@@ -78,29 +78,30 @@ enum {
     C_OWS = 16,    /* space and tab */
 };
 
-static unsigned char CHAR_CLASS[128];
+/* Runs of consecutive characters of one class, for the table's initialiser. */
+#define RUN2(c, bits) [(c)] = (bits), [(c) + 1] = (bits)
+#define RUN4(c, bits) RUN2(c, bits), RUN2((c) + 2, bits)
+#define RUN8(c, bits) RUN4(c, bits), RUN4((c) + 4, bits)
+#define RUN16(c, bits) RUN8(c, bits), RUN8((c) + 8, bits)
+#define RUN26(c, bits) RUN16(c, bits), RUN8((c) + 16, bits), RUN2((c) + 24, bits)
+#define ALNUM (C_ALNUM | C_REGNAME | C_IPV6 | C_SCHEME)
 
-static void
-set_class(const char *chars, unsigned char bits)
-{
-    for (const char *c = chars; *c; c++) {
-        CHAR_CLASS[(unsigned char)*c] |= bits;
-    }
-}
+static const unsigned char CHAR_CLASS[128] = {
+    RUN8('0', ALNUM), RUN2('8', ALNUM), RUN26('A', ALNUM), RUN26('a', ALNUM),
+    ['-'] = C_REGNAME | C_IPV6 | C_SCHEME, ['.'] = C_REGNAME | C_IPV6 | C_SCHEME,
+    ['_'] = C_REGNAME | C_IPV6, ['~'] = C_REGNAME | C_IPV6, ['%'] = C_REGNAME | C_IPV6,
+    ['!'] = C_REGNAME, ['$'] = C_REGNAME, ['&'] = C_REGNAME, ['\''] = C_REGNAME,
+    ['('] = C_REGNAME, [')'] = C_REGNAME, ['*'] = C_REGNAME, [','] = C_REGNAME,
+    [';'] = C_REGNAME, ['='] = C_REGNAME, ['+'] = C_REGNAME | C_SCHEME,
+    [':'] = C_IPV6, [' '] = C_OWS, ['\t'] = C_OWS,
+};
 
-void
-init_char_classes(void)
-{
-    for (int c = 0; c < 128; c++) {
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
-            CHAR_CLASS[c] = C_ALNUM | C_REGNAME | C_IPV6 | C_SCHEME;
-        }
-    }
-    set_class("-._~!$&'()*+,;=%", C_REGNAME);
-    set_class("-._~:%", C_IPV6);
-    set_class("+-.", C_SCHEME);
-    set_class(" \t", C_OWS);
-}
+#undef RUN2
+#undef RUN4
+#undef RUN8
+#undef RUN16
+#undef RUN26
+#undef ALNUM
 
 static int
 in_class(Py_UCS4 c, unsigned char bits)
@@ -737,7 +738,7 @@ begin_http(CoreState *state, PyObject *hooks, RequestFields *f)
     }
     int known = PySet_Contains(state->known_methods, f->method);
     timestamp = PyLong_FromLongLong(wall_clock_ns());
-    attrs = new_presized_dict(16);
+    attrs = PyDict_New();
     if (known < 0 || timestamp == NULL || attrs == NULL ||
         PyDict_SetItem(attrs, state->s_operation_id, op->id) < 0 ||
         PyDict_SetItem(attrs, state->s_operation_timestamp, timestamp) < 0 ||

@@ -6,14 +6,6 @@
  *                   reports the end from `close()`, as PEP 3333 servers call it.
  */
 #include "core.h"
-#include "structmember.h"
-
-typedef struct {
-    PyObject_HEAD
-    CoreState *state;
-    PyObject *app;
-    vectorcallfunc vectorcall;
-} WsgiMiddleware;
 
 typedef struct {
     PyObject_HEAD
@@ -314,12 +306,12 @@ note_route(WsgiRequest *request)
 static void
 report_raised(WsgiRequest *request)
 {
-    PyObject *exc = core_fetch_exception();
+    PyObject *exc = PyErr_GetRaisedException();
     if (note_route(request) < 0 || operation_fail_with(request->op, exc, 0) < 0) {
         Py_DECREF(exc);
         return;
     }
-    core_restore_exception(exc);
+    PyErr_SetRaisedException(exc);
 }
 
 static PyObject *
@@ -332,12 +324,12 @@ wsgi_write(WsgiRequest *request, PyObject *data)
     PyObject *written = PyObject_CallOneArg(request->write, data);
     if (written == NULL) {
         if (PyErr_ExceptionMatches(PyExc_OSError)) {
-            PyObject *exc = core_fetch_exception();
+            PyObject *exc = PyErr_GetRaisedException();
             if (operation_fail_with(request->op, exc, 1) < 0) {
                 Py_DECREF(exc);
                 return NULL;
             }
-            core_restore_exception(exc);
+            PyErr_SetRaisedException(exc);
         }
         return NULL;
     }
@@ -554,7 +546,7 @@ wsgi_response_close(WsgiResponse *response, PyObject *unused)
     }
     /* finally: what the twin's `finally` does, with the exception (if any) kept */
     if (!op->done) {
-        PyObject *exc = failed ? core_fetch_exception() : NULL;
+        PyObject *exc = failed ? PyErr_GetRaisedException() : NULL;
         int reported = note_route(request);
         if (reported == 0) {
             if (response->exhausted) {
@@ -572,7 +564,7 @@ wsgi_response_close(WsgiResponse *response, PyObject *unused)
             return NULL;
         }
         if (exc != NULL) {
-            core_restore_exception(exc);
+            PyErr_SetRaisedException(exc);
         }
     }
     if (failed) {
@@ -705,93 +697,47 @@ done:
     return result;
 }
 
+/* Every call of the WSGI middleware with an environ and start_response is a request. */
+static int
+is_wsgi_call(CoreState *state, PyObject *const *args)
+{
+    return 1;
+}
+
 static PyObject *
-wsgi_middleware_vectorcall(WsgiMiddleware *self, PyObject *const *args, size_t nargsf,
+wsgi_run(CoreState *state, PyObject *hooks, PyObject *app, PyObject *const *args)
+{
+    return wsgi_request_run(state, hooks, app, args[0], args[1]);
+}
+
+static PyObject *
+wsgi_middleware_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
                            PyObject *kwnames)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    CoreState *state = self->state;
-    PyObject *hooks = current_hooks(state);
-    if (hooks == NULL || nargs != 2 || kwnames != NULL) {
-        return PyObject_Vectorcall(self->app, args, nargsf, kwnames);
-    }
-    int nested = PySequence_Contains(args[0], state->s_operation_key);
-    if (nested < 0) {
-        return NULL;
-    }
-    if (nested) {
-        return PyObject_Vectorcall(self->app, args, nargsf, NULL);
-    }
-    Py_INCREF(hooks); /* a detach during the request must not free the snapshot */
-    PyObject *result = wsgi_request_run(state, hooks, self->app, args[0], args[1]);
-    Py_DECREF(hooks);
-    return result;
+    return middleware_call((Middleware *)self, args, nargsf, kwnames, 2, is_wsgi_call, wsgi_run);
 }
 
 static PyObject *
 wsgi_middleware_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    PyObject *app;
-    static char *names[] = {"app", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:TelemetryMiddleware", names, &app)) {
-        return NULL;
-    }
-    WsgiMiddleware *self = (WsgiMiddleware *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    self->state = core_state_of_type(type);
-    self->app = Py_NewRef(app);
-    self->vectorcall = (vectorcallfunc)wsgi_middleware_vectorcall;
-    return (PyObject *)self;
+    return middleware_new(type, args, kwargs, wsgi_middleware_vectorcall);
 }
-
-static int
-wsgi_middleware_traverse(WsgiMiddleware *self, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->app);
-    return 0;
-}
-
-static int
-wsgi_middleware_clear(WsgiMiddleware *self)
-{
-    Py_CLEAR(self->app);
-    return 0;
-}
-
-static void
-wsgi_middleware_dealloc(WsgiMiddleware *self)
-{
-    PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    wsgi_middleware_clear(self);
-    type->tp_free(self);
-    Py_DECREF(type);
-}
-
-static PyMemberDef wsgi_middleware_members[] = {
-    {"app", T_OBJECT_EX, offsetof(WsgiMiddleware, app), 0, "The wrapped WSGI app."},
-    {"__vectorcalloffset__", T_PYSSIZET, offsetof(WsgiMiddleware, vectorcall), READONLY, NULL},
-    {NULL, 0, 0, 0, NULL},
-};
 
 static PyType_Slot wsgi_middleware_slots[] = {
     {Py_tp_doc, "Reports each request of the wrapped app to the attached HTTP instruments "
                 "(the compiled twin of hooktel.wsgi's Python middleware)."},
     {Py_tp_new, wsgi_middleware_new},
     {Py_tp_call, PyVectorcall_Call},
-    {Py_tp_members, wsgi_middleware_members},
-    {Py_tp_traverse, wsgi_middleware_traverse},
-    {Py_tp_clear, wsgi_middleware_clear},
-    {Py_tp_dealloc, wsgi_middleware_dealloc},
+    {Py_tp_members, middleware_members},
+    {Py_tp_traverse, middleware_traverse},
+    {Py_tp_clear, middleware_clear},
+    {Py_tp_dealloc, middleware_dealloc},
     {0, NULL},
 };
 
 PyType_Spec wsgi_middleware_spec = {
     .name = "hooktel.wsgi.TelemetryMiddleware",
-    .basicsize = sizeof(WsgiMiddleware),
+    .basicsize = sizeof(Middleware),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE |
              Py_TPFLAGS_HAVE_VECTORCALL,
     .slots = wsgi_middleware_slots,

@@ -67,6 +67,9 @@ READABLE_FIELDS = (
 )
 """The fields `ReadableSpan`'s properties read; `RequestSpan` sets them without its constructor."""
 
+ATTRIBUTES_DICT = "_dict"
+"""The plain dict a `BoundedAttributes` keeps its items in, in order (all versions)."""
+
 
 def _readable_layout() -> bool:
     """True when `ReadableSpan` keeps what its properties read in `READABLE_FIELDS`."""

@@ -13,9 +13,7 @@
  * attribute key's __str__, a resource's __eq__), so every object read from a
  * container is held by a strong reference while it is used.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
+#include "capi.h"
 #include <string.h>
 
 /* Wire types, and the SpanFlags bits of a context whose parent may be remote. */
@@ -27,6 +25,44 @@ enum { WT_VARINT = 0, WT_FIXED64 = 1, WT_LEN = 2, WT_FIXED32 = 5 };
 #define N_KINDS 5
 #define N_CODES 3
 
+/* Interned names of the public API the encoder reads, created once per module. */
+#define ENCODER_STRINGS(X)                                                     \
+    X(s_dropped, "dropped")                                                    \
+    X(s_trace_id, "trace_id")                                                  \
+    X(s_span_id, "span_id")                                                    \
+    X(s_is_remote, "is_remote")                                                \
+    X(s_trace_state, "trace_state")                                            \
+    X(s_items, "items")                                                        \
+    X(s_timestamp, "timestamp")                                                \
+    X(s_pub_name, "name")                                                      \
+    X(s_pub_attributes, "attributes")                                          \
+    X(s_dropped_attributes, "dropped_attributes")                              \
+    X(s_pub_context, "context")                                                \
+    X(s_description, "description")                                            \
+    X(s_status_code, "status_code")                                            \
+    X(s_value, "value")                                                        \
+    X(s_version, "version")                                                    \
+    X(s_schema_url, "schema_url")                                              \
+    X(s_empty, "")
+
+/* The fields read directly, for speed, where the public API has a property: given by
+ * configure() from the Python seam (hooktel.otel._sdk), keyed by that property's name:
+ * ReadableSpan's (readable_fields), and BoundedAttributes' plain dict (attributes_dict). */
+#define READABLE_FIELDS(X)                                                     \
+    X(f_name, "name")                                                          \
+    X(f_context, "context")                                                    \
+    X(f_parent, "parent")                                                      \
+    X(f_kind, "kind")                                                          \
+    X(f_resource, "resource")                                                  \
+    X(f_attributes, "attributes")                                              \
+    X(f_events, "events")                                                      \
+    X(f_links, "links")                                                        \
+    X(f_scope, "instrumentation_scope")                                        \
+    X(f_status, "status")                                                      \
+    X(f_start_time, "start_time")                                              \
+    X(f_end_time, "end_time")
+#define GIVEN_NAMES(X) READABLE_FIELDS(X) X(f_attributes_dict, "attributes_dict")
+
 typedef struct {
     PyObject *SpanContext;       /* opentelemetry.trace.SpanContext: a tuple subclass */
     PyObject *BoundedAttributes; /* opentelemetry.attributes.BoundedAttributes */
@@ -37,12 +73,10 @@ typedef struct {
     long kind_values[N_KINDS];   /* ... and their OTLP values (SpanKind.value + 1) */
     PyObject *codes[N_CODES];    /* StatusCode members ... */
     PyObject *code_values[N_CODES]; /* ... and their values (an enum's .value costs ~100 ns) */
-    /* Interned attribute names. */
-    PyObject *s_name, *s_context, *s_parent, *s_resource, *s_attributes, *s_events, *s_links,
-        *s_kind, *s_status, *s_start_time, *s_end_time, *s_scope, *s_dict, *s_dropped,
-        *s_trace_id, *s_span_id, *s_is_remote, *s_trace_state, *s_items, *s_timestamp,
-        *s_pub_name, *s_pub_attributes, *s_dropped_attributes, *s_pub_context,
-        *s_description, *s_status_code, *s_value, *s_version, *s_schema_url, *s_empty;
+#define DECLARE(name, text) PyObject *name;
+    ENCODER_STRINGS(DECLARE)
+    GIVEN_NAMES(DECLARE)
+#undef DECLARE
 } encoder_state;
 
 static inline encoder_state *
@@ -280,11 +314,7 @@ put_id(Buffer *b, uint32_t field, PyObject *id, Py_ssize_t nbytes)
         PyErr_Format(PyExc_TypeError, "an id must be an int, not %.100s", Py_TYPE(id)->tp_name);
         return -1;
     }
-#if PY_VERSION_HEX >= 0x030D0000
-    if (_PyLong_AsByteArray((PyLongObject *)id, raw, (size_t)nbytes, 0, 0, 1) < 0) {
-#else
-    if (_PyLong_AsByteArray((PyLongObject *)id, raw, (size_t)nbytes, 0, 0) < 0) {
-#endif
+    if (unsigned_bytes(id, raw, (int)nbytes) < 0) {
         return -1;
     }
     return put_bytes_field(b, field, (const char *)raw, nbytes);
@@ -412,11 +442,7 @@ put_any_value_body(encoder_state *st, Buffer *b, PyObject *value, int depth)
     }
     if (PyFloat_Check(value)) {
         unsigned char raw[8];
-#if PY_VERSION_HEX >= 0x030B0000
         if (PyFloat_Pack8(PyFloat_AS_DOUBLE(value), (char *)raw, 1) < 0) {
-#else
-        if (_PyFloat_Pack8(PyFloat_AS_DOUBLE(value), raw, 1) < 0) {
-#endif
             return -1;
         }
         return put_tag(b, 4, WT_FIXED64) < 0 ? -1 : put_raw(b, (const char *)raw, 8);
@@ -509,11 +535,7 @@ put_scalar_key_value(Buffer *b, uint32_t field, const char *key, Py_ssize_t key_
         any_len = 1 + varint_size(number);
     }
     else if (PyFloat_Check(value)) {
-#if PY_VERSION_HEX >= 0x030B0000
         if (PyFloat_Pack8(PyFloat_AS_DOUBLE(value), (char *)raw, 1) < 0) {
-#else
-        if (_PyFloat_Pack8(PyFloat_AS_DOUBLE(value), raw, 1) < 0) {
-#endif
             return -1;
         }
         tag = (4 << 3) | WT_FIXED64;
@@ -641,7 +663,7 @@ put_attributes(encoder_state *st, Buffer *b, uint32_t field, PyObject *attribute
     }
     if (Py_IS_TYPE(attributes, (PyTypeObject *)st->BoundedAttributes)) {
         /* Its items are those of its plain dict `_dict`, in the same order. */
-        PyObject *inner = PyObject_GetAttr(attributes, st->s_dict);
+        PyObject *inner = PyObject_GetAttr(attributes, st->f_attributes_dict);
         if (inner == NULL) {
             return -1;
         }
@@ -1001,10 +1023,10 @@ static int
 put_span(encoder_state *st, Buffer *b, PyObject *span, Py_ssize_t *left_out)
 {
     PyObject *names[N_FIELDS] = {
-        [F_CONTEXT] = st->s_context, [F_PARENT] = st->s_parent, [F_NAME] = st->s_name,
-        [F_KIND] = st->s_kind, [F_START] = st->s_start_time, [F_END] = st->s_end_time,
-        [F_ATTRIBUTES] = st->s_attributes, [F_EVENTS] = st->s_events, [F_LINKS] = st->s_links,
-        [F_STATUS] = st->s_status,
+        [F_CONTEXT] = st->f_context, [F_PARENT] = st->f_parent, [F_NAME] = st->f_name,
+        [F_KIND] = st->f_kind, [F_START] = st->f_start_time, [F_END] = st->f_end_time,
+        [F_ATTRIBUTES] = st->f_attributes, [F_EVENTS] = st->f_events, [F_LINKS] = st->f_links,
+        [F_STATUS] = st->f_status,
     };
     PyObject *f[N_FIELDS] = {NULL};
     int rc = -1;
@@ -1095,7 +1117,7 @@ group_spans(encoder_state *st, PyObject *const *spans, Py_ssize_t n, Groups *res
 {
     Py_ssize_t last_resource = -1;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *resource = PyObject_GetAttr(spans[i], st->s_resource);
+        PyObject *resource = PyObject_GetAttr(spans[i], st->f_resource);
         if (resource == NULL) {
             return -1;
         }
@@ -1105,7 +1127,7 @@ group_spans(encoder_state *st, PyObject *const *spans, Py_ssize_t n, Groups *res
             return -1;
         }
         last_resource = r;
-        PyObject *scope = PyObject_GetAttr(spans[i], st->s_scope);
+        PyObject *scope = PyObject_GetAttr(spans[i], st->f_scope);
         if (scope == NULL) {
             return -1;
         }
@@ -1221,6 +1243,10 @@ static PyObject *
 encode_spans(PyObject *module, PyObject *arg)
 {
     encoder_state *st = get_state(module);
+    if (st->f_attributes_dict == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "encode_spans(): configure() first");
+        return NULL;
+    }
     PyObject *seq = PySequence_Fast(arg, "encode_spans() takes a sequence of spans");
     if (seq == NULL) {
         return NULL;
@@ -1274,10 +1300,63 @@ done:
     return result;
 }
 
+/* An interned str: the value of `key` in `mapping`, for configure(). */
+static PyObject *
+given_name(PyObject *mapping, const char *key)
+{
+    PyObject *name = PyMapping_GetItemString(mapping, key);
+    if (name != NULL && !PyUnicode_CheckExact(name)) {
+        PyErr_Format(PyExc_TypeError, "configure(): the field of %s must be a str", key);
+        Py_CLEAR(name);
+    }
+    if (name != NULL) {
+        PyUnicode_InternInPlace(&name);
+    }
+    return name;
+}
+
+PyDoc_STRVAR(configure_doc,
+"configure(*, readable_fields, attributes_dict)\n\n"
+"The fields to read directly, once, from the Python seam (hooktel._core.twin):\n"
+"`readable_fields` maps ReadableSpan's property names to the fields behind them,\n"
+"`attributes_dict` is BoundedAttributes' plain dict of items.");
+
+static PyObject *
+configure(PyObject *module, PyObject *args, PyObject *options)
+{
+    static char *keywords[] = {"readable_fields", "attributes_dict", NULL};
+    encoder_state *st = get_state(module);
+    PyObject *fields, *attributes_dict;
+    if (!PyArg_ParseTupleAndKeywords(args, options, "$OU:configure", keywords, &fields,
+                                     &attributes_dict)) {
+        return NULL;
+    }
+    encoder_state given = {NULL};
+#define GIVE(name, key)                                                        \
+    if ((given.name = given_name(fields, key)) == NULL) {                      \
+        goto error;                                                            \
+    }
+    READABLE_FIELDS(GIVE)
+#undef GIVE
+    given.f_attributes_dict = Py_NewRef(attributes_dict);
+    PyUnicode_InternInPlace(&given.f_attributes_dict);
+#define SET(name, key) Py_XSETREF(st->name, given.name);
+    GIVEN_NAMES(SET)
+#undef SET
+    Py_RETURN_NONE;
+error:
+#define CLEAR(name, key) Py_XDECREF(given.name);
+    GIVEN_NAMES(CLEAR)
+#undef CLEAR
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ the module */
 
 static PyMethodDef encoder_methods[] = {
     {"encode_spans", (PyCFunction)encode_spans, METH_O, encode_spans_doc},
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
+     configure_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1292,13 +1371,6 @@ import_attr(const char *module, const char *name)
     Py_DECREF(mod);
     return attr;
 }
-
-#define INTERN(field, text)                                          \
-    do {                                                             \
-        if ((st->field = PyUnicode_InternFromString(text)) == NULL) { \
-            return -1;                                               \
-        }                                                            \
-    } while (0)
 
 static int
 encoder_exec(PyObject *module)
@@ -1355,48 +1427,21 @@ encoder_exec(PyObject *module)
         }
     }
     Py_DECREF(status_code);
-    INTERN(s_name, "_name");
-    INTERN(s_context, "_context");
-    INTERN(s_parent, "_parent");
-    INTERN(s_resource, "_resource");
-    INTERN(s_attributes, "_attributes");
-    INTERN(s_events, "_events");
-    INTERN(s_links, "_links");
-    INTERN(s_kind, "_kind");
-    INTERN(s_status, "_status");
-    INTERN(s_start_time, "_start_time");
-    INTERN(s_end_time, "_end_time");
-    INTERN(s_scope, "_instrumentation_scope");
-    INTERN(s_dict, "_dict");
-    INTERN(s_dropped, "dropped");
-    INTERN(s_trace_id, "trace_id");
-    INTERN(s_span_id, "span_id");
-    INTERN(s_is_remote, "is_remote");
-    INTERN(s_trace_state, "trace_state");
-    INTERN(s_items, "items");
-    INTERN(s_timestamp, "timestamp");
-    INTERN(s_pub_name, "name");
-    INTERN(s_pub_attributes, "attributes");
-    INTERN(s_dropped_attributes, "dropped_attributes");
-    INTERN(s_pub_context, "context");
-    INTERN(s_description, "description");
-    INTERN(s_status_code, "status_code");
-    INTERN(s_value, "value");
-    INTERN(s_version, "version");
-    INTERN(s_schema_url, "schema_url");
-    INTERN(s_empty, "");
+#define MAKE_STRING(name, text)                                                \
+    if ((st->name = PyUnicode_InternFromString(text)) == NULL) {               \
+        return -1;                                                             \
+    }
+    ENCODER_STRINGS(MAKE_STRING)
+#undef MAKE_STRING
     return 0;
 }
 
 /* Every object the state holds, for traverse and clear. */
-#define STATE_OBJECTS(X)                                                                   \
-    X(SpanContext) X(BoundedAttributes) X(BoundedList) X(Sequence) X(Mapping) X(kinds[0])  \
-    X(kinds[1]) X(kinds[2]) X(kinds[3]) X(kinds[4]) X(codes[0]) X(codes[1]) X(codes[2]) X(code_values[0]) X(code_values[1]) X(code_values[2]) X(s_name) X(s_context) X(s_parent)     \
-    X(s_resource) X(s_attributes) X(s_events) X(s_links) X(s_kind) X(s_status)             \
-    X(s_start_time) X(s_end_time) X(s_scope) X(s_dict) X(s_dropped) X(s_trace_id)         \
-    X(s_span_id) X(s_is_remote) X(s_trace_state) X(s_items) X(s_timestamp) X(s_pub_name)   \
-    X(s_pub_attributes) X(s_dropped_attributes) X(s_pub_context) X(s_description)         \
-    X(s_status_code) X(s_value) X(s_version) X(s_schema_url) X(s_empty)
+#define STATE_OBJECTS(X)                                                       \
+    X(SpanContext) X(BoundedAttributes) X(BoundedList) X(Sequence) X(Mapping)  \
+    X(kinds[0]) X(kinds[1]) X(kinds[2]) X(kinds[3]) X(kinds[4])                \
+    X(codes[0]) X(codes[1]) X(codes[2])                                        \
+    X(code_values[0]) X(code_values[1]) X(code_values[2])
 
 static int
 encoder_traverse(PyObject *module, visitproc visit, void *arg)
@@ -1421,6 +1466,10 @@ encoder_clear(PyObject *module)
 #define CLEAR(field) Py_CLEAR(st->field);
     STATE_OBJECTS(CLEAR)
 #undef CLEAR
+#define CLEAR_STRING(name, text) Py_CLEAR(st->name);
+    ENCODER_STRINGS(CLEAR_STRING)
+    GIVEN_NAMES(CLEAR_STRING)
+#undef CLEAR_STRING
     return 0;
 }
 

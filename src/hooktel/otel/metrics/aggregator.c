@@ -12,20 +12,33 @@
  * (PyNumber_Add, rich comparisons), so the results are the same objects'
  * results.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <structmember.h>
+#include "capi.h"
+#include "structmember.h" /* PyMemberDef: in Python.h only from 3.12 */
 #include <time.h>
 
 /* The layout of a series list: hooktel/otel/metrics/streamtable.py names these. */
 enum { SUM = 0, MIN = 1, MAX = 2, FIRST_NS = 3, EXEMPLARS = 4, COUNTS = 5 };
 
+/* Interned names, created once per module. */
+#define AGGREGATOR_STRINGS(X)                                                  \
+    X(s_get, "get")                                                            \
+    X(s_get_span_context, "get_span_context")                                  \
+    X(s_trace_flags, "trace_flags")                                            \
+    X(s_acquire, "acquire")                                                    \
+    X(s_release, "release")                                                    \
+    X(s_locked, "locked")
+
 typedef struct {
     PyTypeObject *recorder_type;
+    PyObject *one;
+#define DECLARE_STRING(name, text) PyObject *name;
+    AGGREGATOR_STRINGS(DECLARE_STRING)
+#undef DECLARE_STRING
 } aggregate_state;
 
 typedef struct {
     PyObject_HEAD
+    aggregate_state *state; /* of the module of its type, which it holds */
     PyObject *series;   /* dict: key -> series list */
     PyObject *bounds;   /* tuple of bucket bounds */
     PyObject *admit;    /* admit(key) -> series list, called with the lock held */
@@ -36,9 +49,6 @@ typedef struct {
     PyObject *span_key;     /* the context key of the current span */
     PyObject *span_context_type;  /* opentelemetry.trace.SpanContext, a tuple subclass */
     Py_ssize_t flags_index;       /* where its trace flags are in the tuple */
-    PyObject *get_span_context;  /* interned method and attribute names */
-    PyObject *trace_flags;
-    PyObject *one;
     int min_max;
     int builtin_bounds;  /* every bound an exact float or int */
     vectorcallfunc vectorcall;
@@ -72,9 +82,6 @@ recorder_clear(Recorder *self)
     Py_CLEAR(self->context_var);
     Py_CLEAR(self->span_key);
     Py_CLEAR(self->span_context_type);
-    Py_CLEAR(self->get_span_context);
-    Py_CLEAR(self->trace_flags);
-    Py_CLEAR(self->one);
     return 0;
 }
 
@@ -107,14 +114,14 @@ sampled_span_context(Recorder *self)
         Py_XINCREF(span);
     }
     else {
-        span = PyObject_CallMethod(context, "get", "O", self->span_key);
+        span = PyObject_CallMethodOneArg(context, self->state->s_get, self->span_key);
     }
     Py_DECREF(context);
     if (span == NULL || span == Py_None) {
         Py_XDECREF(span);
         return NULL;  /* an error, if any, is set */
     }
-    PyObject *span_context = PyObject_CallMethodNoArgs(span, self->get_span_context);
+    PyObject *span_context = PyObject_CallMethodNoArgs(span, self->state->s_get_span_context);
     Py_DECREF(span);
     if (span_context == NULL) {
         return NULL;
@@ -126,13 +133,13 @@ sampled_span_context(Recorder *self)
         flags = Py_NewRef(PyTuple_GET_ITEM(span_context, self->flags_index));
     }
     else {
-        flags = PyObject_GetAttr(span_context, self->trace_flags);
+        flags = PyObject_GetAttr(span_context, self->state->s_trace_flags);
         if (flags == NULL) {
             Py_DECREF(span_context);
             return NULL;
         }
     }
-    PyObject *sampled = PyNumber_And(flags, self->one);
+    PyObject *sampled = PyNumber_And(flags, self->state->one);
     Py_DECREF(flags);
     int is_sampled = sampled == NULL ? -1 : PyObject_IsTrue(sampled);
     Py_XDECREF(sampled);
@@ -202,7 +209,7 @@ update(Recorder *self, PyObject *series, PyObject *value, PyObject *exemplar)
         return -1;
     }
     Py_ssize_t bucket = bisect_left(self->bounds, value);
-    if (bucket < 0 || add_to(series, COUNTS + bucket, self->one) < 0) {
+    if (bucket < 0 || add_to(series, COUNTS + bucket, self->state->one) < 0) {
         return -1;
     }
     if (self->min_max
@@ -365,6 +372,7 @@ recorder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (self == NULL) {
         return NULL;
     }
+    self->state = PyType_GetModuleState(type);
     self->vectorcall = (vectorcallfunc)recorder_call;
     self->min_max = min_max;
     self->series = Py_NewRef(series);
@@ -379,15 +387,10 @@ recorder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         PyObject *bound = PyTuple_GET_ITEM(bounds, i);
         self->builtin_bounds &= PyFloat_CheckExact(bound) || PyLong_CheckExact(bound);
     }
-    self->acquire = PyObject_GetAttrString(lock, "acquire");
-    self->release = PyObject_GetAttrString(lock, "release");
-    self->locked = PyObject_GetAttrString(lock, "locked");
-    self->get_span_context = PyUnicode_InternFromString("get_span_context");
-    self->trace_flags = PyUnicode_InternFromString("trace_flags");
-    self->one = PyLong_FromLong(1);
-    if (self->acquire == NULL || self->release == NULL || self->locked == NULL
-        || self->get_span_context == NULL
-        || self->trace_flags == NULL || self->one == NULL) {
+    self->acquire = PyObject_GetAttr(lock, self->state->s_acquire);
+    self->release = self->acquire ? PyObject_GetAttr(lock, self->state->s_release) : NULL;
+    self->locked = self->release ? PyObject_GetAttr(lock, self->state->s_locked) : NULL;
+    if (self->locked == NULL) {
         Py_DECREF(self);
         return NULL;
     }
@@ -427,6 +430,15 @@ static int
 aggregate_exec(PyObject *module)
 {
     aggregate_state *state = PyModule_GetState(module);
+#define MAKE_STRING(name, text)                                                \
+    if ((state->name = PyUnicode_InternFromString(text)) == NULL) {            \
+        return -1;                                                             \
+    }
+    AGGREGATOR_STRINGS(MAKE_STRING)
+#undef MAKE_STRING
+    if ((state->one = PyLong_FromLong(1)) == NULL) {
+        return -1;
+    }
     state->recorder_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &recorder_spec, NULL);
     if (state->recorder_type == NULL) {
         return -1;
@@ -447,6 +459,10 @@ aggregate_clear(PyObject *module)
 {
     aggregate_state *state = PyModule_GetState(module);
     Py_CLEAR(state->recorder_type);
+    Py_CLEAR(state->one);
+#define CLEAR_STRING(name, text) Py_CLEAR(state->name);
+    AGGREGATOR_STRINGS(CLEAR_STRING)
+#undef CLEAR_STRING
     return 0;
 }
 

@@ -30,7 +30,9 @@ from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import SpanKind, TraceFlags
 
 from .. import _sdk
-from .requestspan import RequestSpan, span_class, untracked
+from .requestspan_py import RequestSpan, helpers, span_class
+
+untracked = helpers.untracked
 
 ENV_FAST_PATH = "HOOKTEL_OTEL_FAST_PATH"
 

@@ -20,7 +20,9 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from ... import propagation  # a module, read at call time: it imports `_sdk` from here
 from ..._registry.instrument import Attributes
 from .. import _sdk
-from .requestspan import untracked
+from .requestspan_py import helpers
+
+untracked = helpers.untracked
 
 _BAGGAGE_KEY = "http.request.header.baggage"
 _PREFIX = "http.request.header."

@@ -14,9 +14,7 @@ from opentelemetry import trace
 from opentelemetry.propagate import get_global_textmap
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ... import _core
 from ..._http.headers import REDACTED
-from ..._http.traceparent import format_traceparent
 from ..._registry.errors import report_hook_error
 from ..._registry.instrument import Attributes
 from .. import _sdk
@@ -27,6 +25,10 @@ from . import fastpath as _fastpath
 from .borrowed import BorrowedSpan
 from .fastpath import FastSpans
 from .parent import ParentExtractor
+from .requestspan_py import helpers
+
+format_traceparent = helpers.format_traceparent
+without_keys = helpers.without_keys
 
 # Keys that exist for instruments, not for spans: the span has its own ids and
 # timestamps, and url.full is a client-span attribute.
@@ -189,14 +191,6 @@ class ServerSpans:
             hook(span, dict(attrs))
         except Exception as exc:
             report_hook_error(which, self._name, self._version, exc)
-
-
-def without_keys_py(mapping: dict[str, Any], skip: frozenset[str]) -> dict[str, Any]:
-    """The items of `mapping` whose keys are not in `skip` (its C twin is the core's)."""
-    return {key: value for key, value in mapping.items() if key not in skip}
-
-
-without_keys = without_keys_py if _core.core is None else _core.core.without_keys
 
 
 def _method_name(method: str) -> str:

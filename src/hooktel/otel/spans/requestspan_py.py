@@ -1,4 +1,5 @@
-"""`RequestSpan`: a server span as plain fields, exported as a standard SDK `ReadableSpan`.
+"""`RequestSpan`: a server span as plain fields, exported as a standard SDK `ReadableSpan`;
+and the small helpers of the span bridge, the Python twins of `hooktel.otel.spans.requestspan`.
 
 The SDK's own `Span` pays, per span, for validating every attribute again,
 three locks, two bounded lists and a copy into a `ReadableSpan` at the end.
@@ -10,6 +11,11 @@ links or attributes of its own, which then take the SDK's validating route
 read interface in `on_start`, and get a genuine `ReadableSpan` in `on_end`.
 The fields it sets are `ReadableSpan`'s own (`_sdk.READABLE_FIELDS`); the fast
 path is only used where the SDK keeps that layout.
+
+The helpers (`format_traceparent`, `without_keys`, `untracked`) are the
+specification of the compiled extension `requestspan.c`; `_core.twin` chooses
+one of the two, once, and the differential tests in tests/native/ hold the
+compiled one to these.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
 from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode, TraceFlags
 
 from ... import _core
 from .. import _sdk
@@ -41,20 +47,45 @@ _SERVER = SpanKind.SERVER  # an Enum member lookup costs ~80 ns on Python 3.11
 
 _T = TypeVar("_T")
 
+KNOWN_TRACE_FLAGS = TraceFlags.SAMPLED | _sdk.RANDOM_TRACE_ID
+"""The flags Level 2 defines (section 3.2.2.5): sampled and random-trace-id.
 
-def untracked_py(obj: _T) -> _T:
-    """`obj` as it is: only the core can take an object out of the garbage collector's care.
+Every other bit is cleared on the way in and on the way out: the spec says
+vendors "MUST set those to zero" in version `00`, which is what this side sends,
+and for a higher version it only parses the flags it supports. The random bit
+is kept because the OpenTelemetry SDK carries it from parent to child.
+"""
 
-    Its twin, `hooktel._core.compiled.untracked`, does so for what cannot be part of a cycle and
-    waits in an export queue: a finished span (its fields refer to values, never back to
-    it) and its span context. Queued, they outlive young collections and are traversed by
-    the older ones: under load, the collector's share of a traced uvicorn server's time
-    falls from 1.7% to 0.7% without them (docs/benchmarks.md).
+_FLAGS_HEX = tuple(f"{flags:02x}" for flags in range(256))
+
+
+def format_traceparent(trace_id: int, span_id: int, trace_flags: int) -> str:
+    """The version `00` `traceparent` this side sends, flags outside `KNOWN_TRACE_FLAGS` zero.
+
+    `int.to_bytes(...).hex()` is ~3x cheaper than `:032x` formatting; an id that is
+    negative or too large raises `OverflowError`, and `trace_flags` is 0-255.
+    """
+    return (
+        f"00-{trace_id.to_bytes(16, 'big').hex()}-{span_id.to_bytes(8, 'big').hex()}"
+        f"-{_FLAGS_HEX[trace_flags & KNOWN_TRACE_FLAGS]}"
+    )
+
+
+def without_keys(mapping: dict[str, Any], skip: frozenset[str]) -> dict[str, Any]:
+    """The items of `mapping` whose keys are not in `skip`, in order: the span attributes."""
+    return {key: value for key, value in mapping.items() if key not in skip}
+
+
+def untracked(obj: _T) -> _T:
+    """`obj` as it is: only the compiled twin can take it out of the garbage collector's care.
+
+    The compiled twin does so for what cannot be part of a cycle and waits in an
+    export queue: a finished span (its fields refer to values, never back to it) and
+    its span context. Queued, they outlive young collections and are traversed by
+    the older ones: under load, the collector's share of a traced uvicorn server's
+    time falls from 1.7% to 0.7% without them (docs/benchmarks.md).
     """
     return obj
-
-
-untracked = untracked_py if _core.core is None else _core.core.untracked
 
 
 def span_class(tracer: Any, on_ending: Callable[[Any], None] | None) -> type[RequestSpan]:
@@ -272,10 +303,11 @@ class RequestSpan(trace_api.Span, ReadableSpan):
         if self._on_ending is not None:
             self._on_ending(self)
         if takes_request_spans(self._span_processor):
-            self._span_processor.on_end(untracked(self))  # ended: nothing changes it any more
+            # Ended: nothing changes it any more.
+            self._span_processor.on_end(helpers.untracked(self))
             return
         self._span_processor.on_end(
-            untracked(
+            helpers.untracked(
                 ReadableSpan(  # positional: ReadableSpan's parameter order, cheaper than keywords
                     self._name,
                     self._context,
@@ -308,3 +340,8 @@ class RequestSpan(trace_api.Span, ReadableSpan):
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(name="{self._name}", context={self._context})'
+
+
+helpers = _core.twin("hooktel.otel.spans.requestspan", known_trace_flags=KNOWN_TRACE_FLAGS)
+"""The helpers that run: the compiled `requestspan`, or this module; given its flags here,
+before any other module asks `_core.twin` for it (importing this module comes first)."""
