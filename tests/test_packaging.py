@@ -8,7 +8,6 @@ setuptools, so no network is needed.
 
 from __future__ import annotations
 
-import ast
 import os
 import shutil
 import subprocess
@@ -28,16 +27,13 @@ pytestmark = pytest.mark.skipif(
 
 
 def _extension_modules() -> list[str]:
-    """The module names setup.py gives its Extensions, read without running setup()."""
-    tree = ast.parse((ROOT / "setup.py").read_text())
-    return [
-        node.args[0].value
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id == "Extension"
-        and isinstance(node.args[0], ast.Constant)
-    ]
+    """The modules setup.py builds, from its Distribution, before any command runs."""
+    import setuptools  # noqa: F401  (puts setuptools' distutils in place, gone from 3.12)
+
+    # isort: split
+    from distutils.core import run_setup
+
+    return [ext.name for ext in run_setup(str(ROOT / "setup.py"), stop_after="init").ext_modules]
 
 
 @pytest.fixture(scope="module")
