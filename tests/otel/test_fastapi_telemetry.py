@@ -8,6 +8,7 @@ aside: its operation spans are children of hooktel's SERVER span, in its trace.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -22,7 +23,8 @@ fastapi = pytest.importorskip("fastapi")  # the SDK-floor run has none
 def global_provider_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OtelServer]:
-    assert fastapi.__version__ == "0.165.0", "the version this project pins and tests"
+    pinned = "0.165.0" if sys.version_info >= (3, 11) else "0.162.5"  # requirements-dev.txt
+    assert fastapi.__version__ == pinned, "the version this project pins and tests"
     base = KINDS["fastapi"]
     args = tuple(
         "tests.otel.apps.late_app:app" if arg.endswith(":app") else arg for arg in base.spec.args
