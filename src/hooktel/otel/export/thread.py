@@ -83,6 +83,7 @@ class ExportThread:
         self._finished = False  # the final count is made: later outcomes count for nothing
         self._stop_timeout = 0.0
         self._stop_deadline = float("inf")
+        self._failed_before_stop = 0
         self._warn_lock = threading.Lock()  # the thread and `stop()` may both report
         self._thread = threading.Thread(target=self._run, name="hooktel-otlp-export", daemon=True)
 
@@ -125,6 +126,8 @@ class ExportThread:
         """Send what is queued within `timeout` seconds in all, then count the rest as failed."""
         deadline = time.monotonic() + timeout
         self._stop_timeout, self._stop_deadline = timeout, deadline
+        with self._lock:
+            self._failed_before_stop = self._failed
         self._sender.cut_off(deadline)
         self._stopping = True
         self.wake()
@@ -247,12 +250,22 @@ class ExportThread:
                 self._queue.popleft()
                 unsent += 1
             self._failed += unsent
-        if unsent:
-            self._reason = (
-                f"{unsent} not sent within the shutdown timeout of {self._stop_timeout:g} s,"
-                f" after {self._reason or 'no answer'}"
+            lost = self._failed - self._failed_before_stop
+            totals = (self._exported, self._dropped, self._failed)
+        if not lost:
+            self._warn(final=True)
+            return
+        with self._warn_lock:
+            logger.warning(
+                "hooktel OTLP export to %s at shutdown: %d span(s) not sent within the shutdown "
+                "timeout of %g s, counted as failed (last failure: %s); "
+                "in all %d exported, %d dropped, %d failed",
+                self._config.endpoint,
+                lost,
+                self._stop_timeout,
+                self._reason or "no answer",
+                *totals,
             )
-        self._warn(final=True)
 
     def _warn(self, final: bool = False) -> None:
         with self._warn_lock:
