@@ -122,12 +122,13 @@ class OTLPSender:
         dead receiver is reported while the batch is still being retried.
         """
         body = self._compress(payload)
-        attempt = 0
+        attempt, reason = 0, ""
         while True:
             deadline = min(deadline, self._cutoff)
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return SendOutcome(False, "export timeout reached")
+            if remaining <= 0:  # a late wake-up from the wait for a retry: as if it did not fit
+                late = f"{reason}, no time left to retry" if reason else "export timeout reached"
+                return SendOutcome(False, late)
             reused = self._socket is not None
             try:
                 status, retry_after, answer = self._post(body, min(self._timeout, remaining))

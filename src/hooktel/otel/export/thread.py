@@ -196,7 +196,8 @@ class ExportThread:
         if not payload and bad == len(spans):
             outcome = SendOutcome(False, "no span could be encoded")
         elif time.monotonic() >= deadline:
-            outcome = SendOutcome(False, "export timeout reached at shutdown")
+            # Not tried: the failure that used up the time stays the one reported.
+            outcome = SendOutcome(False, self._reason or "export timeout reached at shutdown")
         else:
             outcome = self._send_safely(payload, deadline)
         sent = len(spans) - bad
