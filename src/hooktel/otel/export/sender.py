@@ -7,7 +7,7 @@ costs the export thread a wait for the GIL (up to the 5 ms switch interval)
 and can meet Nagle's algorithm; the answer is read with `http.client`'s
 response parser (any framing, chunked included). A socket call releases the
 GIL, so the request threads run while a batch is on the wire. The rules
-(OTLP/HTTP, and what the issue asks):
+(OTLP/HTTP's):
 
 - 2xx: sent.
 - 429, 502, 503, 504, a connection error or a timeout: retried with
@@ -146,13 +146,13 @@ class OTLPSender:
                 if status not in RETRYABLE_STATUSES:
                     return SendOutcome(False, reason)
                 wait = retry_after if retry_after is not None else _backoff(attempt)
-            if time.monotonic() + wait >= min(deadline, self._cutoff):
-                return SendOutcome(False, f"{reason}, no time left to retry")
-            if failed_try is not None:
-                failed_try(reason)
-            if not self._wait(wait):
-                return SendOutcome(False, f"{reason}, no time left to retry")
-            attempt += 1
+            if time.monotonic() + wait < min(deadline, self._cutoff):
+                if failed_try is not None:
+                    failed_try(reason)
+                if self._wait(wait):
+                    attempt += 1
+                    continue
+            return SendOutcome(False, f"{reason}, no time left to retry")
 
     def _wait(self, wait: float) -> bool:
         """Wait `wait` seconds for a retry; False, at once, when a cut-off leaves no time for it."""
