@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,3 +94,29 @@ def test_the_documented_cost_command_runs() -> None:
         check=True,
     )
     assert "encode: Python twin" in done.stdout
+
+
+def test_the_shutdown_example_returns_in_time_and_counts_what_it_lost(tmp_path: Path) -> None:
+    script = tmp_path / "shutdown_example.py"
+    script.write_text(_block("python", "# shutdown_example.py"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert time.monotonic() - started < 2.0 + 10.0  # the shutdown's 2 s, and the start-up
+    printed = "ExportStats(exported=0, dropped=0, failed=100, queued=0, left_out_attributes=0)"
+    assert done.stdout.strip() == printed
+    text = " ".join(DOC.read_text().split())
+    assert f"`{printed}`" in text
+    (warning,) = [line for line in done.stderr.splitlines() if "hooktel OTLP export" in line]
+    said = warning.removeprefix("WARNING:hooktel.otel.export:")
+    assert said.startswith("hooktel OTLP export to http://127.0.0.1:9/v1/traces at shutdown: ")
+    assert "100 span(s) not sent within the shutdown timeout of 2 s" in said
+    assert f"`{said}`" in text  # the warning the doc quotes

@@ -50,6 +50,9 @@ _BSP_DEFAULTS = {
     "OTEL_BSP_EXPORT_TIMEOUT": 30000,
 }
 _COMPRESSIONS = ("none", "gzip", "deflate")
+SHUTDOWN_TIMEOUT = 10.0
+"""The most `OTLPSpanProcessor.shutdown()` takes by default (seconds): a third of the
+30 s grace period Kubernetes and most supervisors give, leaving the rest to the server."""
 
 
 def _otlp_env(name: str) -> str | None:

@@ -11,7 +11,8 @@ releases the GIL while the batch is on the wire.
 
 When the queue is full a span is dropped, never waited for; every span is
 accounted for in `stats()`: exported, dropped (queue full, or ended after
-shutdown), failed (its batch was given up), or still queued.
+shutdown), failed (its batch was given up, or not sent by the end of
+`shutdown()`), or still queued; never queued once `shutdown()` returned.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from .config import ExportConfig
+from .config import SHUTDOWN_TIMEOUT, ExportConfig
 from .thread import ExportThread
 
 __all__ = ["ExportStats", "OTLPSpanProcessor"]
@@ -44,9 +45,10 @@ class ExportStats:
     dropped: int
     """Not queued: the queue was full, or the processor was shut down."""
     failed: int
-    """Queued, then given up: the endpoint refused the batch, or the export timeout passed."""
+    """Queued, then given up: the endpoint refused the batch, the export timeout passed,
+    or `shutdown()` ran out of time before it was sent."""
     queued: int
-    """Still waiting in the queue, or being sent."""
+    """Still waiting in the queue, or being sent; 0 once `shutdown()` returned."""
     left_out_attributes: int
     """Attribute values OTLP cannot carry, left out of the spans that were sent."""
 
@@ -142,17 +144,30 @@ class OTLPSpanProcessor(SpanProcessor):
     # -- the SDK's SpanProcessor lifecycle ----------------------------------------------
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Send every span queued so far; True when done within `timeout_millis`."""
+        """Send every span queued so far; True when done within `timeout_millis`.
+
+        Returns False at `timeout_millis` at the latest; the spans not sent by
+        then stay queued, and are sent (or given up) within their own export timeout.
+        """
         if self._closed:
             return True
         return self._thread.flush(timeout_millis / 1000)
 
-    def shutdown(self) -> None:
-        """Send what is queued (within the export timeout), then stop; later spans are dropped."""
+    def shutdown(self, timeout_millis: float | None = None) -> None:
+        """Send what is queued within `timeout_millis`, then stop; later spans are dropped.
+
+        The default, the export timeout but at most `SHUTDOWN_TIMEOUT` (10 s),
+        leaves room in a 30 s grace period. What is not sent by then, the batch
+        on the wire included, is counted as failed and reported in one warning.
+        """
         if self._closed:
             return
         self._closed = True
-        self._thread.stop()
+        if timeout_millis is None:
+            timeout = min(self.config.export_timeout, SHUTDOWN_TIMEOUT)
+        else:
+            timeout = max(0.0, timeout_millis / 1000)
+        self._thread.stop(timeout)
 
     def stats(self) -> ExportStats:
         """Exported, dropped, failed and still queued span counts, since this process started."""
@@ -161,7 +176,7 @@ class OTLPSpanProcessor(SpanProcessor):
             exported=counts.exported,
             dropped=counts.dropped,
             failed=counts.failed,
-            queued=len(self._queue) + counts.in_flight,
+            queued=counts.queued,
             left_out_attributes=counts.left_out_attributes,
         )
 

@@ -7,7 +7,7 @@ costs the export thread a wait for the GIL (up to the 5 ms switch interval)
 and can meet Nagle's algorithm; the answer is read with `http.client`'s
 response parser (any framing, chunked included). A socket call releases the
 GIL, so the request threads run while a batch is on the wire. The rules
-(OTLP/HTTP, and what the issue asks):
+(OTLP/HTTP's):
 
 - 2xx: sent.
 - 429, 502, 503, 504, a connection error or a timeout: retried with
@@ -19,19 +19,27 @@ GIL, so the request threads run while a batch is on the wire. The rules
 
 A keep-alive connection the server closed while idle is reopened at once,
 without counting as a failure.
+
+At shutdown the processor moves the deadline of the batch on the wire
+earlier (`cut_off`): a wait for a retry ends at once, no retry is made whose
+wait would pass the new deadline, and a request still waiting for its answer
+at that deadline has its socket shut (`interrupt`), so that a dead or slow
+receiver cannot hold the process's exit past what `shutdown()` promises.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import gzip
 import http.client
 import logging
 import random
 import socket
+import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -81,20 +89,46 @@ class OTLPSender:
         self._head = _request_head(self._target, headers)
         self._tls = _tls_context(config) if self._https else None
         self._socket: socket.socket | None = None
+        self._cutoff = float("inf")
+        self._cut = threading.Event()  # set with the cut-off: ends a wait for a retry
 
     def close(self) -> None:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
 
-    def send(self, payload: bytes, deadline: float) -> SendOutcome:
-        """POST `payload`, retrying until it is sent, refused, or `deadline` (monotonic) passes."""
+    def cut_off(self, deadline: float) -> None:
+        """From another thread: nothing goes out past `deadline`, the batch on the wire included."""
+        self._cutoff = min(self._cutoff, deadline)
+        self._cut.set()
+
+    def interrupt(self) -> None:
+        """From another thread: end a request still waiting for its answer.
+
+        `shutdown` (not `close`) wakes the thread blocked on the socket without
+        freeing its file descriptor under it; the export thread closes it.
+        """
+        sock = self._socket
+        if sock is not None:
+            with contextlib.suppress(OSError):  # closed meanwhile, or never connected
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def send(
+        self, payload: bytes, deadline: float, failed_try: Callable[[str], None] | None = None
+    ) -> SendOutcome:
+        """POST `payload`, retrying until it is sent, refused, or `deadline` (monotonic) passes.
+
+        `failed_try` is told why each try that will be retried failed, so that a
+        dead receiver is reported while the batch is still being retried.
+        """
         body = self._compress(payload)
-        attempt = 0
+        attempt, reason = 0, ""
         while True:
+            deadline = min(deadline, self._cutoff)
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return SendOutcome(False, "export timeout reached")
+            if remaining <= 0:  # a late wake-up from the wait for a retry: as if it did not fit
+                late = f"{reason}, no time left to retry" if reason else "export timeout reached"
+                return SendOutcome(False, late)
             reused = self._socket is not None
             try:
                 status, retry_after, answer = self._post(body, min(self._timeout, remaining))
@@ -112,10 +146,22 @@ class OTLPSender:
                 if status not in RETRYABLE_STATUSES:
                     return SendOutcome(False, reason)
                 wait = retry_after if retry_after is not None else _backoff(attempt)
-            if time.monotonic() + wait >= deadline:
-                return SendOutcome(False, f"{reason}, no time left to retry")
-            time.sleep(wait)
-            attempt += 1
+            if time.monotonic() + wait < min(deadline, self._cutoff):
+                if failed_try is not None:
+                    failed_try(reason)
+                if self._wait(wait):
+                    attempt += 1
+                    continue
+            return SendOutcome(False, f"{reason}, no time left to retry")
+
+    def _wait(self, wait: float) -> bool:
+        """Wait `wait` seconds for a retry; False, at once, when a cut-off leaves no time for it."""
+        until = time.monotonic() + wait
+        self._cut.wait(wait)  # returns early once `cut_off` was called (then at once)
+        if until >= self._cutoff:
+            return False
+        time.sleep(max(0.0, until - time.monotonic()))  # the cut-off leaves time: wait it out
+        return True
 
     def _compress(self, payload: bytes) -> bytes:
         if self._compression == "gzip":

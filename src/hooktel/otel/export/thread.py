@@ -6,13 +6,21 @@ the processor shuts down. Then it takes spans off the queue in batches of
 `max_export_batch_size`: full batches as soon as they are there, the rest
 when the timer passes or on a flush. Each batch is encoded in one call of
 the encoder (compiled, or its Python twin) and sent by `OTLPSender` within
-`export_timeout`. At shutdown everything still queued is sent within one
-`export_timeout` in all, so a dead endpoint cannot hold the process's exit.
+`export_timeout`.
+
+`stop(timeout)` sends what is still queued within `timeout` in all, the
+batch already on the wire included: its deadline is moved to the stop's
+(`OTLPSender.cut_off`). What is not sent by then is counted as failed, by
+the thread or, when it is still stuck on the socket, by `stop()` itself, so
+that once `stop()` returns nothing is counted as queued.
 
 Every span ends in one count: exported, dropped (the request thread counts
 those) or failed (given up: refused, out of time, or a span the encoder
-could not encode). While drops or failures happen, one warning with the
-counts is logged at most every `WARN_INTERVAL` seconds.
+could not encode). A span moves from the queue to the batch on its way, and
+from there to its count, under the lock `counts()` reads under: the counts
+add up to the spans handed over at every moment. While tries fail, spans
+are dropped or fail, one warning with the counts is logged at most every
+`WARN_INTERVAL` seconds; at the stop, one warning says what was lost.
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ class Counts:
     exported: int
     dropped: int
     failed: int
-    in_flight: int
+    queued: int
     left_out_attributes: int
 
 
@@ -70,7 +78,13 @@ class ExportThread:
         self._stopping = False
         self._reported = (0, 0, 0)  # dropped, failed, left out: as of the last warning
         self._warned_at = float("-inf")
-        self._reason = ""  # why the last batch failed
+        self._reason = ""  # why the last batch (or try) failed
+        self._failed_tries = 0  # since the last warning
+        self._finished = False  # the final count is made: later outcomes count for nothing
+        self._stop_timeout = 0.0
+        self._stop_deadline = float("inf")
+        self._failed_before_stop = 0
+        self._warn_lock = threading.Lock()  # the thread and `stop()` may both report
         self._thread = threading.Thread(target=self._run, name="hooktel-otlp-export", daemon=True)
 
     # -- called from other threads --------------------------------------------------------
@@ -87,9 +101,18 @@ class ExportThread:
             self._dropped += 1
 
     def counts(self) -> Counts:
+        """The counts, `queued` being the queue and the batch on its way, in one snapshot."""
         with self._lock:
+            if self._finished:  # a span that raced the stop into the queue: dropped
+                while self._queue:
+                    self._queue.popleft()
+                    self._dropped += 1
             return Counts(
-                self._exported, self._dropped, self._failed, self._in_flight, self._left_out
+                self._exported,
+                self._dropped,
+                self._failed,
+                len(self._queue) + self._in_flight,
+                self._left_out,
             )
 
     def flush(self, timeout: float) -> bool:
@@ -99,12 +122,22 @@ class ExportThread:
         self.wake()
         return done.wait(timeout)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float) -> None:
+        """Send what is queued within `timeout` seconds in all, then count the rest as failed."""
+        deadline = time.monotonic() + timeout
+        self._stop_timeout, self._stop_deadline = timeout, deadline
+        with self._lock:
+            self._failed_before_stop = self._failed
+        self._sender.cut_off(deadline)
         self._stopping = True
         self.wake()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(self._config.export_timeout + 5.0)
-        self._sender.close()
+        if not self._thread.is_alive() or self._thread is threading.current_thread():
+            self._finish()
+            return
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():  # still waiting for an answer: end that, count the rest
+            self._sender.interrupt()
+            self._finish()
 
     def abandon(self) -> None:
         """In a forked child: close the child's copy of the connection, leave the rest."""
@@ -126,7 +159,7 @@ class ExportThread:
                 flushes, self._flushes = self._flushes, []
             stopping = self._stopping
             if stopping:
-                self._export(len(self._queue), time.monotonic() + self._config.export_timeout)
+                self._export(len(self._queue), self._stop_deadline)
             elif flushes or time.monotonic() >= next_timer:
                 self._export(len(self._queue))
                 next_timer = time.monotonic() + delay
@@ -136,7 +169,8 @@ class ExportThread:
             for done in flushes:
                 done.set()
             if stopping:
-                self._close()
+                self._finish()
+                self._sender.close()
                 return
             self._warn()
 
@@ -144,11 +178,13 @@ class ExportThread:
         """Send `count` queued spans, a batch at a time."""
         queue, size = self._queue, self._config.max_export_batch_size
         while count > 0 and queue:
-            spans = [queue.popleft() for _ in range(min(count, size, len(queue)))]
-            count -= len(spans)
-            with self._lock:
+            with self._lock:  # off the queue and onto the wire in one step, for `counts()`
+                spans = [queue.popleft() for _ in range(min(count, size, len(queue)))]
                 self._in_flight = len(spans)
+            count -= len(spans)
             self._send(spans, shared_deadline)
+            if not self._stopping:
+                self._warn()
             # Behind (a batch already waiting): free it at once, export comes first.
             _release(spans, yielding=len(queue) < size)
 
@@ -160,11 +196,14 @@ class ExportThread:
         if not payload and bad == len(spans):
             outcome = SendOutcome(False, "no span could be encoded")
         elif time.monotonic() >= deadline:
-            outcome = SendOutcome(False, "export timeout reached at shutdown")
+            # Not tried: the failure that used up the time stays the one reported.
+            outcome = SendOutcome(False, self._reason or "export timeout reached at shutdown")
         else:
             outcome = self._send_safely(payload, deadline)
         sent = len(spans) - bad
         with self._lock:
+            if self._finished:  # `stop()` gave up waiting and counted this batch as failed
+                return
             self._in_flight = 0
             self._left_out += left_out
             self._failed += bad
@@ -183,22 +222,57 @@ class ExportThread:
     def _send_safely(self, payload: bytes, deadline: float) -> SendOutcome:
         """The sender's outcome; whatever it raises fails this batch, not the thread."""
         try:
-            return self._sender.send(payload, deadline)
+            return self._sender.send(payload, deadline, self._failed_try)
         except Exception as exc:
             self._sender.close()
             logger.exception("hooktel: sending an OTLP batch failed unexpectedly")
             return SendOutcome(False, f"{type(exc).__name__}: {exc}")
 
-    def _close(self) -> None:
-        """After the last drain: spans that slipped in meanwhile are counted as dropped."""
-        leftover = len(self._queue)
-        self._queue.clear()
+    def _failed_try(self, reason: str) -> None:
+        """A try failed and will be retried: warn now (rate-limited), not when the batch fails."""
+        self._reason = reason
+        self._failed_tries += 1
+        if not self._stopping:
+            self._warn()
+
+    def _finish(self) -> None:
+        """The final count, once: what is still queued or on its way failed; then one warning.
+
+        Made by the thread after its last drain, or by `stop()` when the thread
+        is still stuck at the deadline (its late outcome then counts for nothing).
+        """
         with self._lock:
-            self._dropped += leftover
-        self._sender.close()
-        self._warn(final=True)
+            if self._finished:
+                return
+            self._finished = True
+            unsent = self._in_flight
+            self._in_flight = 0
+            while self._queue:  # popleft, not clear(): a span appended meanwhile is counted
+                self._queue.popleft()
+                unsent += 1
+            self._failed += unsent
+            lost = self._failed - self._failed_before_stop
+            totals = (self._exported, self._dropped, self._failed)
+        if not lost:
+            self._warn(final=True)
+            return
+        with self._warn_lock:
+            logger.warning(
+                "hooktel OTLP export to %s at shutdown: %d span(s) not sent within the shutdown "
+                "timeout of %g s, counted as failed (last failure: %s); "
+                "in all %d exported, %d dropped, %d failed",
+                self._config.endpoint,
+                lost,
+                self._stop_timeout,
+                self._reason or "no answer",
+                *totals,
+            )
 
     def _warn(self, final: bool = False) -> None:
+        with self._warn_lock:
+            self._warn_locked(final)
+
+    def _warn_locked(self, final: bool) -> None:
         now = time.monotonic()
         if not final and now - self._warned_at < WARN_INTERVAL:
             return
@@ -206,21 +280,24 @@ class ExportThread:
             current = (self._dropped, self._failed, self._left_out)
             exported = self._exported
         dropped, failed, left_out = (a - b for a, b in zip(current, self._reported, strict=True))
-        if not (dropped or failed or left_out):
+        if not (dropped or failed or left_out or self._failed_tries):
             return
         logger.warning(
-            "hooktel OTLP export to %s: %d span(s) dropped (queue full, max_queue_size=%d), "
-            "%d failed (%s), %d attribute value(s) left out, since the last report; "
-            "%d exported in all",
+            "hooktel OTLP export to %s%s: %d span(s) dropped (queue full, max_queue_size=%d), "
+            "%d failed, %d failed tries, %d attribute value(s) left out, since the last report "
+            "(last failure: %s); %d exported in all",
             self._config.endpoint,
+            " at shutdown" if final else "",
             dropped,
             self._config.max_queue_size,
             failed,
-            self._reason or "-",
+            self._failed_tries,
             left_out,
+            self._reason or "-",
             exported,
         )
         self._reported = current
+        self._failed_tries = 0
         self._warned_at = now
 
 
