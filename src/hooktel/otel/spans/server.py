@@ -46,12 +46,14 @@ _HOOK_ONLY = frozenset(
         "exception.stacktrace",
     }
 )
+_WEBSOCKET_SCHEMES = frozenset({"ws", "wss"})
 _REQUEST_PREFIX = "http.request.header."
 _RESPONSE_PREFIX = "http.response.header."
 
 
 _Live = tuple[trace.Span, int, object, str]
-"""One in-flight request: its span, its start time, the context to restore, its method."""
+"""One in-flight request: its span, its start time, the context to restore, its method
+(`WS` for a WebSocket connection: its span is named `WS {route}`)."""
 
 
 class ServerSpans:
@@ -96,9 +98,11 @@ class ServerSpans:
         excluded = self._excluded
         if excluded is not None and excluded.search(attrs.get("url.full", "")):
             return
-        method = attrs.get("http.request.method", "_OTHER")
+        # A WebSocket connection is named after its protocol: its handshake is always a GET.
+        websocket = attrs.get("url.scheme") in _WEBSOCKET_SCHEMES
+        method = "WS" if websocket else attrs.get("http.request.method", "_OTHER")
         parent = self._parents.extract(attrs)
-        name = "HTTP" if method == "_OTHER" else method
+        name = _method_name(method)
         span_attrs = self._span_attributes(attrs)
         fast = self._fast or self._resolve_fast()
         if fast is not None:
