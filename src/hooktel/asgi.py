@@ -188,7 +188,7 @@ class _Request:
 
     def _start_response(self, message: Message) -> Message:
         op = self.op
-        note_route(self.op, self.scope)  # while routing state is in the scope: some routers undo it later
+        note_route(op, self.scope)  # while routing state is in the scope: routers may undo it
         headers = message.get("headers", ())
         op.respond(message["status"], header_pairs(headers) if op.hooks.response_capture else ())
         self._counts_body = not omits_body(self.scope["method"], message["status"])
