@@ -304,8 +304,7 @@ class _Connection:
             op.received_count += 1
             op.received_size += message_size(message)
         elif kind == "websocket.disconnect":
-            code = message.get("code", NO_STATUS_CODE)
-            op.closed(code if type(code) is int else NO_STATUS_CODE, "client")
+            op.closed(_code(message.get("code"), NO_STATUS_CODE), "client")
         return message
 
     async def send(self, message: Message) -> None:
@@ -328,14 +327,17 @@ class _Connection:
             if isinstance(subprotocol, str):
                 op.subprotocol = subprotocol
         elif kind == "websocket.close":
-            code = message.get("code", 1000)
-            op.closed(code if type(code) is int else 1000, "server")
+            op.closed(_code(message.get("code"), 1000), "server")
             if not op.accepted and not op.status_code:
                 op.status_code = REJECTED_STATUS
         elif kind == "websocket.http.response.start":
-            status = message.get("status")
-            if type(status) is int:
-                op.status_code = status
+            op.status_code = _code(message.get("status"), op.status_code)
+
+
+def _code(value: object, default: int) -> int:
+    """A close code or status as a plain int (wsproto's are `IntEnum`s); `default` for
+    a missing or malformed one."""
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def _dropped_for_a_gone_client(send: Send) -> bool:

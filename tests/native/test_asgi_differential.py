@@ -21,6 +21,7 @@ import inspect
 import types
 from collections.abc import Awaitable, Generator
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -247,6 +248,8 @@ websocket_servers = st.builds(
                 {"type": "websocket.receive"},
                 {"type": "websocket.disconnect", "code": 1000},
                 {"type": "websocket.disconnect", "code": 1006},
+                {"type": "websocket.disconnect", "code": HTTPStatus.OK},  # an IntEnum, as wsproto's
+                {"type": "websocket.disconnect", "code": True},
                 {"type": "websocket.disconnect"},
             ]
         ),

@@ -79,7 +79,7 @@ class Recorder:
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Behaves by path: `/echo` (the default), `/raise`, `/close`, `/reject`, `/refuse`,
-    `/forever`."""
+    `/forever`, `/unhandled`."""
     path = scope["path"]
     assert (await receive())["type"] == "websocket.connect"
     if path == "/reject":
@@ -96,6 +96,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "websocket.disconnect":
+            if path == "/unhandled":  # as Starlette's `receive_text` raises, uncaught
+                raise RuntimeError(f"disconnected with {message.get('code')}")
             return
         if path == "/raise":
             raise ZeroDivisionError("the app failed")
@@ -147,7 +149,7 @@ def test_a_connection_is_one_operation(served: tuple[int, Recorder]) -> None:
     assert start["trace.parent.span_id"] == "b7ad6b7169203331"
     assert end["websocket.subprotocol"] == "chat"
     assert end["websocket.close.initiator"] == "client"
-    assert end["websocket.close.code"] in (1000, 1005)  # wsproto reports a code-less close
+    assert end["websocket.close.code"] == 1000
     assert end["websocket.message.received.count"] == 2
     assert end["websocket.message.received.size"] == len("héllo".encode()) + 3
     assert end["websocket.message.sent.count"] == 2
@@ -166,6 +168,28 @@ def test_an_app_that_raises_is_an_error(served: tuple[int, Recorder]) -> None:
     assert error["error.type"] == "ZeroDivisionError"
     assert "ZeroDivisionError: the app failed" in error["exception.stacktrace"]
     assert error["websocket.message.received.count"] == 1
+
+
+def test_a_raise_after_the_clients_normal_close_is_an_end(served: tuple[int, Recorder]) -> None:
+    """Frameworks raise their disconnect exception into an app that reads after the
+    client's close: after a normal close that is no error."""
+    port, recorder = served
+    with connect(f"ws://127.0.0.1:{port}/unhandled") as client:
+        client.send("x")
+        client.recv()
+    [(event, _, end)] = recorder.closed()
+    assert event == "end"
+    assert end["websocket.close.initiator"] == "client"
+
+
+def test_a_raise_after_the_client_vanished_is_client_disconnected(
+    served: tuple[int, Recorder],
+) -> None:
+    port, recorder = served
+    _reset(_raw_connection(port, "/unhandled"))
+    [(event, _, error)] = recorder.closed()
+    assert event == "error"
+    assert error["error.type"] == "ClientDisconnected"
 
 
 def test_the_app_closing_is_the_servers_close(served: tuple[int, Recorder]) -> None:

@@ -26,7 +26,8 @@ SENT_SIZE = "websocket.message.sent.size"
 NORMAL_CLOSE_CODES = (1000, 1001)
 """RFC 6455 7.4.1: a normal closure, and an endpoint going away: neither is an error."""
 NO_STATUS_CODE = 1005
-"""RFC 6455 7.4.1: a close frame without a code (what a peer's bare close reports)."""
+"""RFC 6455 7.4.1: no close code. uvicorn also reports a lost connection so, which is
+why it is not taken for a normal close."""
 REJECTED_STATUS = 403
 """The HTTP status a server answers a handshake the app closed before accepting (ASGI)."""
 
