@@ -27,7 +27,6 @@ from ._http.websocket import (
     REJECTED_STATUS,
     SUBPROTOCOLS,
     WebSocketOperation,
-    message_size,
 )
 from ._registry.hooks import HOOKS_BY_KIND, HTTP_KIND, Hooks
 from .frameworks import install_notes
@@ -301,8 +300,7 @@ class _Connection:
             return message
         op = self.op
         if kind == "websocket.receive":
-            op.received_count += 1
-            op.received_size += message_size(message)
+            op.received(message)
         elif kind == "websocket.disconnect":
             op.closed(_code(message.get("code"), NO_STATUS_CODE), "client")
         return message
@@ -319,8 +317,7 @@ class _Connection:
             return
         op = self.op
         if kind == "websocket.send":
-            op.sent_count += 1
-            op.sent_size += message_size(message)
+            op.sent(message)
         elif kind == "websocket.accept":
             op.accepted = True
             subprotocol = message.get("subprotocol")

@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from hooktel.asgi import TelemetryMiddleware
+from hooktel.otel._config import Config
 from tests.otel.inprocess import server_spans, traced, uvicorn_thread, wait_until
 from tests.otel.support import FAST_PATHS
 
@@ -115,6 +116,31 @@ def test_an_app_that_raises_makes_an_error_span(
     assert span.name == "WS /rooms/{room}"
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes is not None and span.attributes["error.type"] == "ZeroDivisionError"
+
+
+def test_a_span_per_message_only_when_asked() -> None:
+    with (
+        traced("1", websocket_message_spans=True) as (_, exporter),
+        uvicorn_thread(TelemetryMiddleware(starlette_app())) as port,
+    ):
+        with connect(f"ws://127.0.0.1:{port}/rooms/7") as client:
+            client.send("a")
+            client.recv()
+        [connection] = wait_until(lambda: server_spans(exporter), "the connection's span")
+    messages = [s for s in exporter.get_finished_spans() if s is not connection]
+    assert [s.name for s in messages] == ["WS receive", "WS send"]
+    for span in messages:
+        assert span.kind is SpanKind.INTERNAL
+        assert span.parent is not None and span.parent.span_id == connection.context.span_id
+        assert span.attributes is not None and span.attributes["websocket.message.type"] == "text"
+    assert messages[0].attributes is not None
+    assert messages[0].attributes["websocket.message.size"] == 1
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_the_message_spans_option_takes_a_bool(value: Any) -> None:
+    with pytest.raises(TypeError, match="websocket_message_spans"):
+        Config.from_kwargs({"websocket_message_spans": value})
 
 
 def test_a_connection_without_a_known_route_is_named_ws(exporter: InMemorySpanExporter) -> None:

@@ -43,6 +43,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.events: list[tuple[str, int, dict[str, Any]]] = []
+        self.messages: list[tuple[int, str, str, int]] = []  # op id, direction, type, size
         self._lock = threading.Lock()
 
     def _add(self, event: str, op_id: int, attrs: dict[str, Any] | None = None) -> None:
@@ -57,6 +58,19 @@ class Recorder:
 
     def on_operation_error(self, op_id: int, attrs: dict[str, Any]) -> None:
         self._add("error", op_id, attrs)
+
+    def on_operation_message(self, op_id: int, attrs: dict[str, Any]) -> None:
+        assert attrs["operation.id"] == op_id and attrs["operation.timestamp"] > 0
+        with self._lock:
+            assert op_id not in {i for e, i, _ in self.events if e != "start"}, "after the end"
+            self.messages.append(
+                (
+                    op_id,
+                    attrs["websocket.message.direction"],
+                    attrs["websocket.message.type"],
+                    attrs["websocket.message.size"],
+                )
+            )
 
     def closed(self, count: int = 1) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
         """Wait for `count` closed connections: (end or error, start attrs, close attrs)."""
@@ -154,6 +168,13 @@ def test_a_connection_is_one_operation(served: tuple[int, Recorder]) -> None:
     assert end["websocket.message.received.size"] == len("héllo".encode()) + 3
     assert end["websocket.message.sent.count"] == 2
     assert end["websocket.message.sent.size"] == len("héllo".encode()) + 3
+    assert [m[1:] for m in recorder.messages] == [
+        ("received", "text", 6),
+        ("sent", "text", 6),
+        ("received", "binary", 3),
+        ("sent", "binary", 3),
+    ]
+    assert {m[0] for m in recorder.messages} == {end["operation.id"]}
     assert "error.type" not in end
 
 

@@ -8,6 +8,7 @@ messages each way. No semantic convention names these yet, so they are
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from .._registry.instrument import Attributes
@@ -28,6 +29,12 @@ NORMAL_CLOSE_CODES = (1000, 1001)
 NO_STATUS_CODE = 1005
 """RFC 6455 7.4.1: no close code. uvicorn also reports a lost connection so, which is
 why it is not taken for a normal close."""
+MESSAGE_DIRECTION = "websocket.message.direction"
+"""Per message (`on_operation_message`): `received` or `sent`."""
+MESSAGE_TYPE = "websocket.message.type"
+"""Per message: `text` or `binary`."""
+MESSAGE_SIZE = "websocket.message.size"
+"""Per message: its payload bytes (text as UTF-8)."""
 REJECTED_STATUS = 403
 """The HTTP status a server answers a handshake the app closed before accepting (ASGI)."""
 
@@ -54,6 +61,33 @@ class WebSocketOperation(HttpOperation):
         self.closed_by: str | None = None
         self.received_count = self.received_size = 0
         self.sent_count = self.sent_size = 0
+
+    def received(self, message: Any) -> None:
+        size = message_size(message)
+        self.received_count += 1
+        self.received_size += size
+        if self.hooks.message_hooks:
+            self._notify_message("received", message, size)
+
+    def sent(self, message: Any) -> None:
+        size = message_size(message)
+        self.sent_count += 1
+        self.sent_size += size
+        if self.hooks.message_hooks:
+            self._notify_message("sent", message, size)
+
+    def _notify_message(self, direction: str, message: Any, size: int) -> None:
+        if not self.done:
+            self.hooks.notify_message(
+                self.id,
+                {
+                    "operation.id": self.id,
+                    "operation.timestamp": time.time_ns(),
+                    MESSAGE_DIRECTION: direction,
+                    MESSAGE_TYPE: "text" if message.get("bytes") is None else "binary",
+                    MESSAGE_SIZE: size,
+                },
+            )
 
     def closed(self, code: int, by: str) -> None:
         """Note the first close, the client's or the server's; later ones change nothing."""

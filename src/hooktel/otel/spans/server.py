@@ -57,7 +57,7 @@ _Live = tuple[trace.Span, int, object, str]
 
 
 class ServerSpans:
-    """The four hooks of `HttpInstrumentation`, bound to one tracer and config."""
+    """The hooks of `HttpInstrumentation`, bound to one tracer and config."""
 
     def __init__(self, tracer: trace.Tracer, config: Config, name: str, version: str) -> None:
         self._tracer = tracer
@@ -144,6 +144,23 @@ class ServerSpans:
         if self._config.response_propagation == "traceresponse":
             return {"traceresponse": value}
         return {"server-timing": f'traceparent;desc="{value}"'}
+
+    def on_message(self, op_id: int, attrs: Attributes) -> None:
+        """A WebSocket message: an INTERNAL span `WS receive`/`WS send` under the
+        connection's span, at the moment the app received or sent it."""
+        live = self._live.get(op_id)
+        if live is None:
+            return
+        direction = attrs.get("websocket.message.direction")
+        at = attrs["operation.timestamp"]
+        span = self._tracer.start_span(
+            "WS receive" if direction == "received" else "WS send",
+            context=trace.set_span_in_context(live[0]),
+            kind=SpanKind.INTERNAL,
+            attributes=without_keys(attrs, self._skip),
+            start_time=at,
+        )
+        span.end(end_time=at)
 
     def on_end(self, op_id: int, attrs: Attributes) -> None:
         self._close(op_id, attrs, _mark_response)
