@@ -29,6 +29,7 @@ from ._http.websocket import (
     WebSocketOperation,
 )
 from ._registry.hooks import HOOKS_BY_KIND, HTTP_KIND, Hooks
+from ._registry.instrument import Attributes
 from .frameworks import install_notes
 
 Scope = MutableMapping[str, Any]
@@ -60,6 +61,34 @@ class TelemetryMiddleware:
                 await run_websocket(hooks, self.app, scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def begin_scope(
+    hooks: Hooks,
+    scope: Scope,
+    method: str,
+    default_scheme: str,
+    *,
+    operation: type[HttpOperation] = HttpOperation,
+    extra: Attributes | None = None,
+) -> HttpOperation:
+    """`begin_http` for an `http` or `websocket` scope: what each scope key means."""
+    server = scope.get("server")
+    client = scope.get("client")
+    raw_path = scope.get("raw_path")
+    return begin_http(
+        hooks,
+        method=method,
+        scheme=scope.get("scheme", default_scheme),
+        path=raw_path.decode("latin-1") if raw_path else scope["path"],
+        query=scope.get("query_string", b"").decode("latin-1"),
+        headers=scope["headers"],  # lowercase names as bytes: the scan decodes what it reads
+        server=server if server and server[1] is not None else None,  # [host, port]
+        client=client or None,
+        protocol=scope.get("http_version", ""),
+        operation=operation,
+        extra=extra,
+    )
 
 
 @types.coroutine
@@ -117,21 +146,7 @@ class _Request:
         scope[OPERATION_KEY] = self.op.id
 
     def _begin(self, hooks: Hooks) -> HttpOperation:
-        scope = self.scope
-        server = scope.get("server")
-        client = scope.get("client")
-        raw_path = scope.get("raw_path")
-        return begin_http(
-            hooks,
-            method=scope["method"],
-            scheme=scope.get("scheme", "http"),
-            path=raw_path.decode("latin-1") if raw_path else scope["path"],
-            query=scope.get("query_string", b"").decode("latin-1"),
-            headers=scope["headers"],  # lowercase names as bytes: the scan decodes what it reads
-            server=server if server and server[1] is not None else None,  # [host, port]
-            client=client or None,
-            protocol=scope.get("http_version", ""),
-        )
+        return begin_scope(hooks, self.scope, self.scope["method"], "http")
 
     async def run(self, app: ASGIApp) -> None:
         context = self.context
@@ -235,21 +250,12 @@ class _Connection:
         scope[OPERATION_KEY] = self.op.id
 
     def _begin(self, hooks: Hooks) -> HttpOperation:
-        scope = self.scope
-        server = scope.get("server")
-        client = scope.get("client")
-        raw_path = scope.get("raw_path")
-        offered = scope.get("subprotocols")
-        return begin_http(
+        offered = self.scope.get("subprotocols")
+        return begin_scope(
             hooks,
-            method="GET",  # the handshake's
-            scheme=scope.get("scheme", "ws"),
-            path=raw_path.decode("latin-1") if raw_path else scope["path"],
-            query=scope.get("query_string", b"").decode("latin-1"),
-            headers=scope["headers"],
-            server=server if server and server[1] is not None else None,
-            client=client or None,
-            protocol=scope.get("http_version", ""),
+            self.scope,
+            "GET",  # the handshake's
+            "ws",
             operation=WebSocketOperation,
             extra={SUBPROTOCOLS: tuple(map(str, offered))} if offered else None,
         )
