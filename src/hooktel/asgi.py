@@ -1,7 +1,8 @@
 """Hook points for any ASGI 3 application (uvicorn, hypercorn, granian, ...).
 
-Wrap the app: `app = TelemetryMiddleware(app)`. With nothing attached the
-middleware checks the registry once and awaits the app as it is.
+Wrap the app: `app = TelemetryMiddleware(app)`. Each `http` scope is a request
+and each `websocket` scope a connection, reported to the HTTP instruments. With
+nothing attached the middleware checks the registry once and awaits the app as it is.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from ._http.request import (
     header_pairs,
     omits_body,
 )
+from ._http.websocket import (
+    NO_STATUS_CODE,
+    REJECTED_STATUS,
+    SUBPROTOCOLS,
+    WebSocketOperation,
+)
 from ._registry.hooks import HOOKS_BY_KIND, HTTP_KIND, Hooks
+from ._registry.instrument import Attributes
 from .frameworks import install_notes
 
 Scope = MutableMapping[str, Any]
@@ -36,17 +44,51 @@ install_notes()  # frameworks tell the route and the exceptions they answer thro
 
 
 class TelemetryMiddleware:
-    """Reports each `http` request of the wrapped app to the attached HTTP instruments."""
+    """Reports each `http` request and `websocket` connection of the wrapped app to the
+    attached HTTP instruments."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hooks = HOOKS_BY_KIND[HTTP_KIND]
-        if hooks is None or scope["type"] != "http" or OPERATION_KEY in scope:
-            await self.app(scope, receive, send)
-            return
-        await _Request(hooks, scope, receive, send).run(self.app)
+        if hooks is not None and OPERATION_KEY not in scope:
+            kind = scope["type"]
+            if kind == "http":
+                await _Request(hooks, scope, receive, send).run(self.app)
+                return
+            if kind == "websocket":
+                await run_websocket(hooks, self.app, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def begin_scope(
+    hooks: Hooks,
+    scope: Scope,
+    method: str,
+    default_scheme: str,
+    *,
+    operation: type[HttpOperation] = HttpOperation,
+    extra: Attributes | None = None,
+) -> HttpOperation:
+    """`begin_http` for an `http` or `websocket` scope: what each scope key means."""
+    server = scope.get("server")
+    client = scope.get("client")
+    raw_path = scope.get("raw_path")
+    return begin_http(
+        hooks,
+        method=method,
+        scheme=scope.get("scheme", default_scheme),
+        path=raw_path.decode("latin-1") if raw_path else scope["path"],
+        query=scope.get("query_string", b"").decode("latin-1"),
+        headers=scope["headers"],  # lowercase names as bytes: the scan decodes what it reads
+        server=server if server and server[1] is not None else None,  # [host, port]
+        client=client or None,
+        protocol=scope.get("http_version", ""),
+        operation=operation,
+        extra=extra,
+    )
 
 
 @types.coroutine
@@ -104,21 +146,7 @@ class _Request:
         scope[OPERATION_KEY] = self.op.id
 
     def _begin(self, hooks: Hooks) -> HttpOperation:
-        scope = self.scope
-        server = scope.get("server")
-        client = scope.get("client")
-        raw_path = scope.get("raw_path")
-        return begin_http(
-            hooks,
-            method=scope["method"],
-            scheme=scope.get("scheme", "http"),
-            path=raw_path.decode("latin-1") if raw_path else scope["path"],
-            query=scope.get("query_string", b"").decode("latin-1"),
-            headers=scope["headers"],  # lowercase names as bytes: the scan decodes what it reads
-            server=server if server and server[1] is not None else None,  # [host, port]
-            client=client or None,
-            protocol=scope.get("http_version", ""),
-        )
+        return begin_scope(hooks, self.scope, self.scope["method"], "http")
 
     async def run(self, app: ASGIApp) -> None:
         context = self.context
@@ -131,17 +159,17 @@ class _Request:
             context.run(self._returned)
 
     def _raised(self, exc: BaseException) -> None:
-        self._note_route()
+        note_route(self.op, self.scope)
         self.op.fail_with(exc)
 
     def _returned(self) -> None:
-        self._note_route()
+        note_route(self.op, self.scope)
         self.op.fail("RuntimeError", "ASGI app returned without completing the response")
 
     async def receive(self) -> Message:
         message = await self._receive()
         if message["type"] == "http.disconnect" and not self.op.done:
-            self._note_route()
+            note_route(self.op, self.scope)
             self.op.fail(
                 CLIENT_DISCONNECTED, "client disconnected before the response was complete"
             )
@@ -174,7 +202,7 @@ class _Request:
 
     def _start_response(self, message: Message) -> Message:
         op = self.op
-        self._note_route()  # while routing state is in the scope: some routers undo it later
+        note_route(op, self.scope)  # while routing state is in the scope: routers may undo it
         headers = message.get("headers", ())
         op.respond(message["status"], header_pairs(headers) if op.hooks.response_capture else ())
         self._counts_body = not omits_body(self.scope["method"], message["status"])
@@ -184,12 +212,135 @@ class _Request:
         extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in injected.items()]
         return {**message, "headers": [*headers, *extra]}
 
-    def _note_route(self) -> None:
-        # The first route seen wins: routers may undo theirs later.
-        if self.op.route is None:
-            route = self.scope.get(ROUTE_KEY)
-            if isinstance(route, str):
-                self.op.route = route
+
+def note_route(op: HttpOperation, scope: Scope) -> None:
+    """Take the route the framework noted in the scope; the first seen wins (routers may
+    undo theirs later)."""
+    if op.route is None:
+        route = scope.get(ROUTE_KEY)
+        if isinstance(route, str):
+            op.route = route
+
+
+def run_websocket(
+    hooks: Hooks, app: ASGIApp, scope: Scope, receive: Receive, send: Send
+) -> Awaitable[None]:
+    """Run `app` on a `websocket` scope as one operation: both middlewares' connections."""
+    return _Connection(hooks, scope, receive, send).run(app)
+
+
+class _Connection:
+    """One WebSocket connection: its own context, its wrapped `receive`/`send`, its operation.
+
+    The app and the hooks run in a copy of the server's context, as a request's
+    do. Messages are counted once the server took them (a send that raised sent
+    nothing); whatever the app or the server passes that is not a well-formed
+    message goes on untouched, for the server to judge.
+    """
+
+    __slots__ = ("_client_gone", "_receive", "_send", "context", "op", "scope")
+
+    def __init__(self, hooks: Hooks, scope: Scope, receive: Receive, send: Send) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self._client_gone = False
+        self.context = contextvars.copy_context()
+        self.op = cast("WebSocketOperation", self.context.run(self._begin, hooks))
+        scope[OPERATION_KEY] = self.op.id
+
+    def _begin(self, hooks: Hooks) -> HttpOperation:
+        offered = self.scope.get("subprotocols")
+        return begin_scope(
+            hooks,
+            self.scope,
+            "GET",  # the handshake's
+            "ws",
+            operation=WebSocketOperation,
+            extra={SUBPROTOCOLS: tuple(map(str, offered))} if offered else None,
+        )
+
+    async def run(self, app: ASGIApp) -> None:
+        context = self.context
+        try:
+            await run_in_context(context, context.run(app, self.scope, self.receive, self.send))
+        except BaseException as exc:
+            context.run(self._raised, exc)
+            raise
+        context.run(self._returned)
+
+    def _raised(self, exc: BaseException) -> None:
+        """An error, unless it follows the client's normal close (1000, 1001).
+
+        After the client went away (a failed send, an abnormal close) whatever the
+        app raised is `ClientDisconnected`, as for a request.
+        """
+        op = self.op
+        note_route(self.op, self.scope)
+        if op.closed_normally_by_client:
+            op.end()
+        else:
+            op.fail_with(exc, client_gone=self._client_gone or op.closed_by == "client")
+
+    def _returned(self) -> None:
+        """The app is done, so the connection is: the server closes what the app left open
+        (1000 once accepted; a handshake never answered is refused with a 403)."""
+        op = self.op
+        note_route(self.op, self.scope)
+        if op.closed_by is None and not op.status_code:
+            if op.accepted:
+                op.closed(1000, "server")
+            else:
+                op.status_code = REJECTED_STATUS
+        op.end()
+
+    async def receive(self) -> Message:
+        try:
+            message = await self._receive()
+        except OSError:
+            self._client_gone = True
+            raise
+        try:
+            kind = message.get("type")
+        except AttributeError:
+            return message
+        op = self.op
+        if kind == "websocket.receive":
+            op.received(message)
+        elif kind == "websocket.disconnect":
+            op.closed(_code(message.get("code"), NO_STATUS_CODE), "client")
+        return message
+
+    async def send(self, message: Message) -> None:
+        try:
+            await self._send(message)
+        except OSError:
+            self._client_gone = True
+            raise
+        try:
+            kind = message.get("type")
+        except AttributeError:
+            return
+        op = self.op
+        if kind == "websocket.send":
+            op.sent(message)
+        elif kind == "websocket.accept":
+            op.accepted = True
+            subprotocol = message.get("subprotocol")
+            if isinstance(subprotocol, str):
+                op.subprotocol = subprotocol
+        elif kind == "websocket.close":
+            op.closed(_code(message.get("code"), 1000), "server")
+            if not op.accepted and not op.status_code:
+                op.status_code = REJECTED_STATUS
+        elif kind == "websocket.http.response.start":
+            op.status_code = _code(message.get("status"), op.status_code)
+
+
+def _code(value: object, default: int) -> int:
+    """A close code or status as a plain int (wsproto's are `IntEnum`s); `default` for
+    a missing or malformed one."""
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def _dropped_for_a_gone_client(send: Send) -> bool:
@@ -207,4 +358,5 @@ if core is not None:
     # Servers tell an ASGI 3 app by `__call__` being a coroutine function: the compiled
     # class shows the twin's, while calls go to its C implementation.
     core.mark_coroutine_call(core.AsgiMiddleware, PythonTelemetryMiddleware.__call__)
+    core.serve_websockets(run_websocket)
     TelemetryMiddleware = core.AsgiMiddleware  # type: ignore[misc]

@@ -161,6 +161,7 @@ def _hook_fastapi(module: ModuleType) -> None:
 
 def _note_starlette_routes(module: ModuleType) -> None:
     _wrap_handle(module.Route)
+    _wrap_handle(module.WebSocketRoute)
 
 
 def _note_fastapi_routes(module: ModuleType) -> None:

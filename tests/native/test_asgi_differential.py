@@ -1,5 +1,9 @@
 """The compiled ASGI hook point against its Python twin, on random scopes and app scripts.
 
+WebSocket scopes too: connections with random message scripts (accepts, sends, closes,
+rejections, malformed messages, raises) against a server that delivers messages,
+disconnects with any code, or fails a send.
+
 Each example builds an ASGI scope (odd methods, raw paths in every target form, many
 and duplicate headers, non-ASCII bytes, odd hosts and traceparents) and a script for
 the app (receive, start, body pieces, raise, note a route or a handled exception)
@@ -17,6 +21,7 @@ import inspect
 import types
 from collections.abc import Awaitable, Generator
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -113,6 +118,8 @@ class ServerScript:
     gone_at: int | None
     suspend: bool
     throw_at: int | None
+    last: tuple[tuple[str, Any], ...] = (("type", "http.disconnect"),)
+    """What `receive` gives once the script's messages are used up."""
 
 
 servers = st.builds(
@@ -186,7 +193,76 @@ class FakeCycle:
         self.witness.server.append(("receive",))
         if self.script.suspend:
             await _suspend()
-        return self.receives.pop(0) if self.receives else {"type": "http.disconnect"}
+        return self.receives.pop(0) if self.receives else dict(self.script.last)
+
+
+websocket_scopes = (
+    scopes()
+    .map(lambda scope: {**scope, "type": "websocket", "scheme": scope.get("scheme", "ws")})
+    .flatmap(
+        lambda scope: st.sampled_from([None, ["chat"], ["a", "b"], []]).map(
+            lambda offered: scope if offered is None else {**scope, "subprotocols": offered}
+        )
+    )
+)
+
+websocket_messages = st.sampled_from(
+    [
+        {"type": "websocket.accept"},
+        {"type": "websocket.accept", "subprotocol": "chat"},
+        {"type": "websocket.send", "text": "héllo"},
+        {"type": "websocket.send", "bytes": b"\x00\x01"},
+        {"type": "websocket.close"},
+        {"type": "websocket.close", "code": 1001},
+        {"type": "websocket.close", "code": 4000, "reason": "bye"},
+        {"type": "websocket.http.response.start", "status": 401, "headers": []},
+        {"type": "websocket.http.response.body", "body": b"no"},
+        # malformed: for the server to reject, never for the middleware to trip on
+        {"type": "websocket.send"},
+        {"type": "websocket.send", "text": 5},
+        {"type": "websocket.close", "code": "x"},
+        {"type": "websocket.bogus"},
+        {"no": "type"},
+        None,
+    ]
+)
+
+websocket_actions = st.lists(
+    st.one_of(
+        st.just(("receive",)),
+        st.tuples(st.just("send"), websocket_messages),
+        st.just(("raise",)),
+        st.just(("route",)),
+    ),
+    max_size=7,
+)
+
+websocket_servers = st.builds(
+    ServerScript,
+    receives=st.lists(
+        st.sampled_from(
+            [
+                {"type": "websocket.connect"},
+                {"type": "websocket.receive", "text": "ü"},
+                {"type": "websocket.receive", "bytes": b"abc"},
+                {"type": "websocket.receive"},
+                {"type": "websocket.disconnect", "code": 1000},
+                {"type": "websocket.disconnect", "code": 1006},
+                {"type": "websocket.disconnect", "code": HTTPStatus.OK},  # an IntEnum, as wsproto's
+                {"type": "websocket.disconnect", "code": True},
+                {"type": "websocket.disconnect"},
+            ]
+        ),
+        max_size=4,
+    ).map(tuple),
+    send_raises_at=st.none() | st.integers(0, 3),
+    gone_at=st.none(),
+    suspend=st.booleans(),
+    throw_at=st.none() | st.integers(1, 4),
+    last=st.sampled_from(
+        [(("type", "websocket.disconnect"), ("code", code)) for code in (1000, 1001, 1006, 1009)]
+    ),
+)
 
 
 def make_app(script: list[Any]) -> Any:
@@ -202,6 +278,8 @@ def make_app(script: list[Any]) -> Any:
                 await send(
                     {"type": "http.response.body", "body": action[1], "more_body": action[2]}
                 )
+            elif action[0] == "send":
+                await send(action[1])
             elif action[0] == "raise":
                 raise ValueError("app failed")
             elif action[0] == "route":
@@ -273,6 +351,24 @@ def test_native_and_python_report_the_same(
     assert native.normalised() == python.normalised()
 
 
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(scope=websocket_scopes, script=websocket_actions, server=websocket_servers, fault=faults)
+def test_native_and_python_report_the_same_connections(
+    scope: dict[str, Any],
+    script: list[Any],
+    server: ServerScript,
+    fault: Faults,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    connection = {"scope": scope, "script": script, "server": server, "fault": fault}
+    native = run(hooktel.asgi.TelemetryMiddleware, **connection, monkeypatch=monkeypatch)
+    python = run(hooktel.asgi.PythonTelemetryMiddleware, **connection, monkeypatch=monkeypatch)
+    assert native.normalised() == python.normalised()
+    assert python.outcome[1]  # a connection is an operation in both
+
+
 def test_the_native_middleware_is_the_compiled_one() -> None:
     assert hooktel.asgi.TelemetryMiddleware is not hooktel.asgi.PythonTelemetryMiddleware
     assert type(hooktel.asgi.TelemetryMiddleware.__call__).__name__ == "function"
@@ -291,6 +387,7 @@ def test_nothing_attached_returns_the_apps_own_awaitable() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         pass
 
-    coroutine = hooktel.asgi.TelemetryMiddleware(app)({"type": "http"}, None, None)
-    assert inspect.iscoroutine(coroutine) and coroutine.cr_code is app.__code__
-    coroutine.close()
+    for kind in ("http", "websocket"):
+        coroutine = hooktel.asgi.TelemetryMiddleware(app)({"type": kind}, None, None)
+        assert inspect.iscoroutine(coroutine) and coroutine.cr_code is app.__code__
+        coroutine.close()

@@ -920,23 +920,36 @@ done:
 
 /* ---------------------------------------------------------------- the middleware */
 
-/* A request of the ASGI middleware: a scope of type "http" (twin of the Python
- * middleware's check). */
+/* A request of the ASGI middleware (twin of the Python middleware's check): a scope of
+ * type "http" (HTTP_SCOPE), or "websocket" (WEBSOCKET_SCOPE) once the Python twin's
+ * connection runner was given; 0 for any other scope. */
+enum { HTTP_SCOPE = 1, WEBSOCKET_SCOPE = 2 };
+
 static int
-is_http_scope(CoreState *state, PyObject *const *args)
+asgi_scope_kind(CoreState *state, PyObject *const *args)
 {
     PyObject *type = PyObject_GetItem(args[0], state->s_type);
     if (type == NULL) {
         return -1;
     }
-    int http = text_equals(type, state->s_http);
+    int kind = text_equals(type, state->s_http);
+    if (kind == 0 && state->run_websocket != NULL) {
+        kind = text_equals(type, state->s_websocket);
+        kind = kind > 0 ? WEBSOCKET_SCOPE : kind;
+    }
     Py_DECREF(type);
-    return http;
+    return kind;
 }
 
+/* A connection runs in the Python twin's runner: its messages are few next to a
+ * request's hook calls, and one implementation keeps both middlewares' reports equal. */
 static PyObject *
-asgi_run(CoreState *state, PyObject *hooks, PyObject *app, PyObject *const *args)
+asgi_run(CoreState *state, int kind, PyObject *hooks, PyObject *app, PyObject *const *args)
 {
+    if (kind == WEBSOCKET_SCOPE) {
+        PyObject *call_args[5] = {hooks, app, args[0], args[1], args[2]};
+        return PyObject_Vectorcall(state->run_websocket, call_args, 5, NULL);
+    }
     return asgi_request_run(state, hooks, app, args[0], args[1], args[2]);
 }
 
@@ -944,7 +957,7 @@ static PyObject *
 asgi_middleware_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
                            PyObject *kwnames)
 {
-    return middleware_call((Middleware *)self, args, nargsf, kwnames, 3, is_http_scope, asgi_run);
+    return middleware_call((Middleware *)self, args, nargsf, kwnames, 3, asgi_scope_kind, asgi_run);
 }
 
 static PyObject *

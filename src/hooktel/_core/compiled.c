@@ -212,7 +212,26 @@ mark_coroutine_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(serve_websockets_doc,
+"serve_websockets(run_websocket)\n\n"
+"Give the ASGI middleware the Python twin's connection runner for `websocket`\n"
+"scopes: run_websocket(hooks, app, scope, receive, send) -> coroutine. Until it is\n"
+"given, websocket scopes go straight to the app.");
+
+static PyObject *
+serve_websockets(PyObject *module, PyObject *runner)
+{
+    if (!PyCallable_Check(runner)) {
+        PyErr_SetString(PyExc_TypeError, "serve_websockets() takes a callable");
+        return NULL;
+    }
+    CoreState *state = PyModule_GetState(module);
+    Py_XSETREF(state->run_websocket, Py_NewRef(runner));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef core_methods[] = {
+    {"serve_websockets", (PyCFunction)serve_websockets, METH_O, serve_websockets_doc},
     {"parse_traceparent", (PyCFunction)core_parse_traceparent, METH_O,
      "The (trace_id, span_id, trace_flags) of a traceparent value, or None."},
     {"begin_http", (PyCFunction)(void (*)(void))core_begin_http, METH_FASTCALL | METH_KEYWORDS,
@@ -266,7 +285,7 @@ core_exec(PyObject *module)
     X(report_hook_error) X(format_exception) X(known_methods) X(header_pairs)  \
     X(merge_injected) X(framing_headers) X(cgi_scanned_keys) X(redacted)      \
     X(parent_trace_id) X(parent_span_id) X(parent_trace_flags)                 \
-    X(parent_trace_state) X(snapshot.hooks)                                    \
+    X(parent_trace_state) X(run_websocket) X(snapshot.hooks)                   \
     X(snapshot.start_hooks) X(snapshot.end_hooks) X(snapshot.error_hooks)      \
     X(snapshot.inject_hooks) X(snapshot.request_capture)                       \
     X(snapshot.response_capture) X(snapshot.generate_id)

@@ -53,6 +53,9 @@
     X(s_star, "*")                                                             \
     X(s_http, "http")                                                          \
     X(s_https, "https")                                                        \
+    X(s_ws, "ws")                                                              \
+    X(s_wss, "wss")                                                            \
+    X(s_websocket, "websocket")                                                \
     X(s_localhost, "localhost")                                                \
     X(s_client_disconnected, "ClientDisconnected")                             \
     X(s_parse_error, "ParseError")                                             \
@@ -155,6 +158,7 @@ typedef struct {
     Py_ssize_t max_header_value, max_url, max_message, max_stacktrace, max_host,
         max_tracestate;
     PyObject *redacted;          /* _headers.REDACTED */
+    PyObject *run_websocket;     /* asgi.run_websocket, from serve_websockets(); or NULL */
     Snapshot snapshot;           /* of the last Hooks object seen */
 #define DECLARE_STRING(name, text) PyObject *name;
     CORE_STRINGS(DECLARE_STRING)
@@ -248,8 +252,8 @@ extern PyMemberDef middleware_members[];
  * operation: the scope or environ, args[0], has no operation key); then `run` with the
  * hooks held, so that a detach during the request does not free the snapshot. Inline: each
  * middleware's call is this with its own `is_request` and `run`, called directly. */
-typedef int (*RequestCheck)(CoreState *state, PyObject *const *args); /* 1, 0 or -1 */
-typedef PyObject *(*RequestRun)(CoreState *state, PyObject *hooks, PyObject *app,
+typedef int (*RequestCheck)(CoreState *state, PyObject *const *args); /* kind > 0, 0 or -1 */
+typedef PyObject *(*RequestRun)(CoreState *state, int kind, PyObject *hooks, PyObject *app,
                                 PyObject *const *args);
 static inline PyObject *
 middleware_call(Middleware *self, PyObject *const *args, size_t nargsf, PyObject *kwnames,
@@ -269,7 +273,7 @@ middleware_call(Middleware *self, PyObject *const *args, size_t nargsf, PyObject
         return PyObject_Vectorcall(self->app, args, nargsf, NULL);
     }
     Py_INCREF(hooks);
-    PyObject *result = run(state, hooks, self->app, args);
+    PyObject *result = run(state, request, hooks, self->app, args);
     Py_DECREF(hooks);
     return result;
 }

@@ -277,10 +277,12 @@ split_host(CoreState *state, PyObject *host, PyObject *scheme)
     }
     long port;
     if (port_start >= length) {
-        if (PyUnicode_Compare(scheme, state->s_http) == 0) {
+        if (PyUnicode_Compare(scheme, state->s_http) == 0 ||
+            PyUnicode_Compare(scheme, state->s_ws) == 0) {
             port = 80;
         }
-        else if (PyUnicode_Compare(scheme, state->s_https) == 0) {
+        else if (PyUnicode_Compare(scheme, state->s_https) == 0 ||
+                 PyUnicode_Compare(scheme, state->s_wss) == 0) {
             port = 443;
         }
         else {

@@ -705,7 +705,7 @@ is_wsgi_call(CoreState *state, PyObject *const *args)
 }
 
 static PyObject *
-wsgi_run(CoreState *state, PyObject *hooks, PyObject *app, PyObject *const *args)
+wsgi_run(CoreState *state, int kind, PyObject *hooks, PyObject *app, PyObject *const *args)
 {
     return wsgi_request_run(state, hooks, app, args[0], args[1]);
 }

@@ -41,7 +41,7 @@ MAX_HOST = 255
 _REG_NAME = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=%]+")
 _IPV6_LITERAL = re.compile(r"[A-Za-z0-9\-._~:%]+")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 # Keys a framework (or `hooktel.frameworks`) may set in the ASGI scope / WSGI environ.
 ROUTE_KEY = "hooktel.route"
@@ -76,6 +76,8 @@ def begin_http(
     server: tuple[str, int] | None,
     client: tuple[str, int | None] | None,
     protocol: str,
+    operation: type[HttpOperation] = HttpOperation,
+    extra: Attributes | None = None,
 ) -> HttpOperation:
     """Start an operation: build the start attributes and notify the instruments.
 
@@ -83,9 +85,10 @@ def begin_http(
     four forms it came (origin `/a`, absolute `http://h/a`, authority `h:443`
     for CONNECT, asterisk `*`); `url.full` is the target URI rebuilt by that
     form's rules (RFC 9112 section 3.3). `client` may lack its port (CGI's
-    `REMOTE_PORT` is optional).
+    `REMOTE_PORT` is optional). A WebSocket handshake (a GET) starts a
+    `WebSocketOperation` through `operation`, with its own start attributes in `extra`.
     """
-    op = HttpOperation(hooks)
+    op = operation(hooks)
     if not hooks.start_hooks:  # attributes only for an instrument that reads them
         return op
     known = method in KNOWN_METHODS
@@ -124,6 +127,8 @@ def begin_http(
         _add_parent(attrs, traceparent, tracestates)
     if hooks.request_capture:
         attrs.update(hooks.request_capture.collect(headers))
+    if extra:
+        attrs.update(extra)
     hooks.notify_start(op.id, attrs)
     return op
 

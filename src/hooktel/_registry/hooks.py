@@ -110,8 +110,10 @@ class Hooks:
         "error_hooks",
         "generate_id",
         "inject_hooks",
+        "message_hooks",
         "notify_end",
         "notify_error",
+        "notify_message",
         "notify_start",
         "request_capture",
         "response_capture",
@@ -133,6 +135,9 @@ class Hooks:
         self.notify_start = _notifier(self.start_hooks, "on_operation_start")
         self.notify_end = _notifier(self.end_hooks, "on_operation_end")
         self.notify_error = _notifier(self.error_hooks, "on_operation_error")
+        # Between start and end, per WebSocket message: empty unless an instrument asks.
+        self.message_hooks = bound("on_operation_message")
+        self.notify_message = _notifier(self.message_hooks, "on_operation_message")
         self.inject_hooks = bound("on_operation_inject")
         self.capture_request_headers = _union(i.capture_request_headers for i in instruments)
         self.capture_response_headers = _union(i.capture_response_headers for i in instruments)

@@ -24,6 +24,7 @@ HOOK_NAMES = (
     "on_operation_inject",
     "on_operation_end",
     "on_operation_error",
+    "on_operation_message",
 )
 MAX_NAME_LENGTH = 256
 MAX_CAPTURED_HEADERS = 50
@@ -50,6 +51,7 @@ class Instrument:
     on_operation_inject: InjectHook | None = None
     on_operation_end: StartHook | None = None
     on_operation_error: StartHook | None = None
+    on_operation_message: StartHook | None = None
     capture_request_headers: Sequence[str] = ()
     capture_response_headers: Sequence[str] = ()
 

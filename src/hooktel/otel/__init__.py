@@ -87,6 +87,7 @@ class HttpInstrumentation(BaseInstrumentor):  # type: ignore[misc]
                 on_operation_inject=spans.on_inject if config.response_propagation else None,
                 on_operation_end=spans.on_end,
                 on_operation_error=spans.on_error,
+                on_operation_message=spans.on_message if config.websocket_message_spans else None,
                 capture_request_headers=spans.capture_request_headers,
                 capture_response_headers=config.capture_response_headers,
             )

@@ -40,6 +40,7 @@ OPTIONS = frozenset(
         "response_propagation",
         "request_hook",
         "response_hook",
+        "websocket_message_spans",
     }
 )
 CONTRIB_ALIASES = {
@@ -73,6 +74,8 @@ class Config:
     response_hook: SpanHook | None
     old_names: bool
     """`OTEL_SEMCONV_STABILITY_OPT_IN=http/dup`: the pre-1.21 attribute names as well."""
+    websocket_message_spans: bool = False
+    """A span per WebSocket message, under its connection's: only when asked (they are many)."""
 
     @classmethod
     def from_kwargs(cls, given: dict[str, Any]) -> Config:
@@ -85,6 +88,9 @@ class Config:
         for hook in ("request_hook", "response_hook"):
             if kwargs.get(hook) is not None and not callable(kwargs[hook]):
                 raise TypeError(f"{hook} must be callable")
+        message_spans = kwargs.get("websocket_message_spans", False)
+        if not isinstance(message_spans, bool):
+            raise TypeError("websocket_message_spans must be a bool")
         excluded = kwargs.get("excluded_urls")
         if excluded is None:
             excluded = next((os.environ[n] for n in ENV_EXCLUDED if os.environ.get(n)), "")
@@ -103,6 +109,7 @@ class Config:
             request_hook=kwargs.get("request_hook"),
             response_hook=kwargs.get("response_hook"),
             old_names="http/dup" in _split(os.environ.get(ENV_SEMCONV, "")),
+            websocket_message_spans=message_spans,
         )
 
 

@@ -44,14 +44,16 @@ _HOOK_ONLY = frozenset(
         "exception.stacktrace",
     }
 )
+_WEBSOCKET_SCHEMES = frozenset({"ws", "wss"})
 
 
 _Live = tuple[trace.Span, int, object, str]
-"""One in-flight request: its span, its start time, the context to restore, its method."""
+"""One in-flight request: its span, its start time, the context to restore, its method
+(`WS` for a WebSocket connection: its span is named `WS {route}`)."""
 
 
 class ServerSpans:
-    """The four hooks of `HttpInstrumentation`, bound to one tracer and config."""
+    """The hooks of `HttpInstrumentation`, bound to one tracer and config."""
 
     def __init__(self, tracer: trace.Tracer, config: Config, name: str, version: str) -> None:
         self._tracer = tracer
@@ -92,9 +94,11 @@ class ServerSpans:
         excluded = self._excluded
         if excluded is not None and excluded.search(attrs.get("url.full", "")):
             return
-        method = attrs.get("http.request.method", "_OTHER")
+        # A WebSocket connection is named after its protocol: its handshake is always a GET.
+        websocket = attrs.get("url.scheme") in _WEBSOCKET_SCHEMES
+        method = "WS" if websocket else attrs.get("http.request.method", "_OTHER")
         parent = self._parents.extract(attrs)
-        name = "HTTP" if method == "_OTHER" else method
+        name = _method_name(method)
         span_attrs = self._span_attributes(attrs)
         fast = self._fast or self._resolve_fast()
         if fast is not None:
@@ -136,6 +140,23 @@ class ServerSpans:
         if self._config.response_propagation == "traceresponse":
             return {"traceresponse": value}
         return {"server-timing": f'traceparent;desc="{value}"'}
+
+    def on_message(self, op_id: int, attrs: Attributes) -> None:
+        """A WebSocket message: an INTERNAL span `WS receive`/`WS send` under the
+        connection's span, at the moment the app received or sent it."""
+        live = self._live.get(op_id)
+        if live is None:
+            return
+        direction = attrs.get("websocket.message.direction")
+        at = attrs["operation.timestamp"]
+        span = self._tracer.start_span(
+            "WS receive" if direction == "received" else "WS send",
+            context=trace.set_span_in_context(live[0]),
+            kind=SpanKind.INTERNAL,
+            attributes=without_keys(attrs, self._skip),
+            start_time=at,
+        )
+        span.end(end_time=at)
 
     def on_end(self, op_id: int, attrs: Attributes) -> None:
         self._close(op_id, attrs, _mark_response)
