@@ -81,7 +81,7 @@ FORCED: dict[str, tuple[Any, str, Any, Callable[[], bool]]] = {
         trace_seam,
         "on_ending",
         _none,
-        lambda: _fast()._span_class._on_ending is None,
+        lambda: _fast()._on_ending is None,
     ),
     "no _tracer_metrics": (trace_seam, "tracer_metrics", _none, lambda: _fast()._metrics is None),
     "no _is_enabled": (trace_seam, "enabled_check", _none, lambda: _fast()._is_enabled is None),

@@ -74,7 +74,7 @@ class FastSpans:
         self._metrics: Any = seam.tracer_metrics(tracer)
         self._random_ids = seam.is_trace_id_random(tracer)
         self._bits = seam.random_bits(tracer)
-        on_ending = seam.on_ending(tracer)
+        self._on_ending = on_ending = seam.on_ending(tracer)  # None where the SDK lacks it
         # The compiled twin's spans where it is built: the same calls, the same spans.
         self._span_class: Callable[..., RequestSpan] = compiled_spans(
             tracer, on_ending
