@@ -114,8 +114,9 @@ def test_values_follow_the_process(collected: Collected, tmp_path: Path) -> None
         for file in files:
             file.close()
     fds = "process.unix.file_descriptor.count"
-    assert single(after, fds) - single(before, fds) == 5
-    assert single(after, "process.thread.count") - single(before, "process.thread.count") == 1
+    # At least: other tests' threads and sockets may come and go in this process meanwhile.
+    assert single(after, fds) - single(before, fds) >= 5
+    assert single(after, "process.thread.count") - single(before, "process.thread.count") >= 1
     assert abs(single(after, "process.memory.usage") - rss) < rss * 0.1
     cpu = "process.cpu.time"
     assert sum(after[cpu].values()) > sum(before[cpu].values())
