@@ -123,7 +123,40 @@ def run_in_context(context: contextvars.Context, awaitable: Awaitable[T]) -> Gen
             advance, value = step_throw, exc
 
 
-class _Request:
+class _Operated:
+    """What a request and a WebSocket connection share: the app runs in the operation's
+    own context, and the operation gets exactly one end or error, whatever the app does
+    (raises: `_raised`; returns before its operation ended: `_returned`)."""
+
+    __slots__ = ()
+    context: contextvars.Context
+    op: HttpOperation
+    scope: Scope
+
+    async def run(self, app: ASGIApp) -> None:
+        context = self.context
+        try:
+            await run_in_context(context, context.run(app, self.scope, self.receive, self.send))
+        except BaseException as exc:
+            context.run(self._raised, exc)
+            raise
+        if not self.op.done:
+            context.run(self._returned)
+
+    def _raised(self, exc: BaseException) -> None:
+        raise NotImplementedError
+
+    def _returned(self) -> None:
+        raise NotImplementedError
+
+    async def receive(self) -> Message:
+        raise NotImplementedError
+
+    async def send(self, message: Message) -> None:
+        raise NotImplementedError
+
+
+class _Request(_Operated):
     """One request: its own context, its wrapped `receive`/`send`, and its operation.
 
     The app and the hooks run in a copy of the server's context, so nothing they
@@ -147,16 +180,6 @@ class _Request:
 
     def _begin(self, hooks: Hooks) -> HttpOperation:
         return begin_scope(hooks, self.scope, self.scope["method"], "http")
-
-    async def run(self, app: ASGIApp) -> None:
-        context = self.context
-        try:
-            await run_in_context(context, context.run(app, self.scope, self.receive, self.send))
-        except BaseException as exc:
-            context.run(self._raised, exc)
-            raise
-        if not self.op.done:
-            context.run(self._returned)
 
     def _raised(self, exc: BaseException) -> None:
         note_route(self.op, self.scope)
@@ -229,7 +252,7 @@ def run_websocket(
     return _Connection(hooks, scope, receive, send).run(app)
 
 
-class _Connection:
+class _Connection(_Operated):
     """One WebSocket connection: its own context, its wrapped `receive`/`send`, its operation.
 
     The app and the hooks run in a copy of the server's context, as a request's
@@ -239,6 +262,7 @@ class _Connection:
     """
 
     __slots__ = ("_client_gone", "_receive", "_send", "context", "op", "scope")
+    op: WebSocketOperation
 
     def __init__(self, hooks: Hooks, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
@@ -259,15 +283,6 @@ class _Connection:
             operation=WebSocketOperation,
             extra={SUBPROTOCOLS: tuple(map(str, offered))} if offered else None,
         )
-
-    async def run(self, app: ASGIApp) -> None:
-        context = self.context
-        try:
-            await run_in_context(context, context.run(app, self.scope, self.receive, self.send))
-        except BaseException as exc:
-            context.run(self._raised, exc)
-            raise
-        context.run(self._returned)
 
     def _raised(self, exc: BaseException) -> None:
         """An error, unless it follows the client's normal close (1000, 1001).
